@@ -1,0 +1,211 @@
+"""Options and helpers shared by the subcommands: problem, model and output options, run directories."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInputError
+from ..initializations import INIT_NAMES, init_factors
+from ..penalties import PENALTY_NAMES, Penalty, make_penalty
+from ..problems import REDUCTIONS, CompletionProblem, problem_from_files, synthetic_problem
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def make_parser(prog: str, description: str) -> OneLineParser:
+    """A parser for one subcommand."""
+    return OneLineParser(prog=prog, description=description,
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+# ---- argument types: each raises ArgumentTypeError -> one line, exit 2 ---------------------------------
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """An integer ≥ 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
+    return v
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    v = _finite(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number ≥ 0."""
+    v = _finite(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """Any finite number."""
+    return _finite(text)
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``M`` (square) or ``MxN``."""
+    parts = text.lower().split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be M or MxN with positive integers, got {text!r}") from None
+    if len(dims) not in (1, 2) or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"must be M or MxN with positive integers, got {text!r}")
+    return (dims[0], dims[0]) if len(dims) == 1 else (dims[0], dims[1])
+
+
+def observed_arg(text: str) -> int | None:
+    """A positive count of observed entries, or ``all`` (None)."""
+    if text.lower() == "all":
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {text!r}")
+    return v
+
+
+def penalty_arg(text: str) -> str:
+    """A penalty spelling validated by :func:`flowsim.penalties.make_penalty`."""
+    try:
+        return make_penalty(text).spec()
+    except BadInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--penalty ", "")) from None
+
+
+# ---- option groups ------------------------------------------------------------------------------------
+
+def add_problem_args(p: argparse.ArgumentParser) -> None:
+    """Problem options (SPEC §1.1, §7)."""
+    g = p.add_argument_group("problem (SPEC §1.1)")
+    g.add_argument("--size", type=size_arg, default=(100, 100), metavar="M|MxN", help="matrix size")
+    g.add_argument("--rank", type=positive_int, default=5, help="rank r of the ground truth")
+    g.add_argument("--observed", type=observed_arg, default=2000, metavar="K|all",
+                   help="number of observed entries, or 'all'")
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the problem and initialization")
+    g.add_argument("--reduction", choices=REDUCTIONS, default="mean", help="loss reduction over Ω")
+    g.add_argument("--loss-scale", type=positive_float, default=1.0, metavar="C", help="constant c of the loss")
+    g.add_argument("--w-star", default=None, metavar="FILE.npy", help="user ground truth (overrides --size/--rank)")
+    g.add_argument("--mask", default=None, metavar="FILE.npy", help="user observation mask (with --w-star)")
+
+
+def add_model_args(p: argparse.ArgumentParser, *, default_init: str = "balanced-gaussian") -> None:
+    """Network, penalty and initialization options (SPEC §2, §8)."""
+    g = p.add_argument_group("network, penalty, initialization")
+    g.add_argument("--depth", type=positive_int, default=3, metavar="N", help="depth N ≥ 1")
+    g.add_argument("--penalty", type=penalty_arg, default="none", metavar="|".join(PENALTY_NAMES),
+                   help="explicit penalty R(W)")
+    g.add_argument("--lam", type=nonneg_float, default=0.0, metavar="L", help="penalty strength λ ≥ 0")
+    g.add_argument("--init", choices=INIT_NAMES, default=default_init, help="initialization (SPEC §8)")
+    g.add_argument("--init-scale", type=nonneg_float, default=1e-3, metavar="A", help="initialization scale α")
+    g.add_argument("--init-seed", type=nonneg_int, default=None, help="seed of the initialization (default --seed)")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--quiet``."""
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/COMMAND-TIMESTAMP)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def problem_from_args(args: argparse.Namespace) -> CompletionProblem:
+    """Build the problem described by the problem options."""
+    if args.mask is not None and args.w_star is None:
+        raise BadInputError("--mask needs --w-star")
+    if args.w_star is not None:
+        return problem_from_files(args.w_star, args.mask, args.reduction, args.loss_scale)
+    m, n = args.size
+    return synthetic_problem(m, n, args.rank, args.observed, args.seed, args.reduction, args.loss_scale)
+
+
+def penalty_from_args(args: argparse.Namespace) -> Penalty:
+    """The penalty object of ``--penalty``."""
+    return make_penalty(args.penalty)
+
+
+def factors_from_args(args: argparse.Namespace, shape: tuple[int, int]) -> list[np.ndarray]:
+    """Initial factors of ``--init``/``--init-scale``/``--init-seed``; refuses the W = 0 saddle for N ≥ 2."""
+    if args.init_scale == 0 and args.depth >= 2:
+        raise BadInputError("--init-scale 0 with --depth ≥ 2 starts at the saddle W = 0, where the gradient "
+                            "flow never moves; use a nonzero --init-scale")
+    seed = args.seed if args.init_seed is None else args.init_seed
+    return init_factors(args.init, shape, args.depth, args.init_scale, seed)
+
+
+def prepare_out_dir(out: str | None, command: str) -> Path:
+    """Check (and only then create) the run directory. An existing file, or a folder that cannot be
+    written, is bad input. The default is ``runs/COMMAND-YYYYmmdd-HHMMSS`` (made unique)."""
+    if out is None:
+        base = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    else:
+        path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"--out {path} exists and is not a directory")
+    parent = path if path.exists() else next((q for q in path.absolute().parents if q.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out {path} is not writable")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def exit_code_for(status: str) -> int:
+    """0 for ok, 3 for diverged/failed, 130 for interrupted (SPEC §7)."""
+    return {"ok": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_RUN_FAILED)
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Every parsed option, JSON-ready (the full parameters for ``run.json``)."""
+    out = {}
+    for k, v in vars(args).items():
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -1,0 +1,76 @@
+"""``flowsim plot DIR``: the standard four-panel plot of a run directory (plus command-specific plots)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from ..errors import BadInputError
+from .common import make_parser
+
+#: commands whose runs have extra plots: command -> "module:function(run_dir) -> list of paths"
+EXTRA_PLOTTERS = {
+    "razin": "theory.razin_plots:plot_run",
+    "validate": "validation.plots:plot_run",
+}
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = make_parser(prog, "Plot a run directory written by simulate/train/razin/validate.")
+    p.add_argument("dir", help="run directory")
+    p.add_argument("--output", default=None, help="PNG path (default DIR/trajectory.png)")
+    return p
+
+
+def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[Path]:
+    """Plot ``run_dir``; returns the PNG paths written."""
+    from ..plotting import plot_trajectory
+    from ..trajectory import RUN_JSON, TRAJECTORY_NPZ, load_run
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise BadInputError(f"{d} is not a directory")
+    info_path = d / RUN_JSON
+    if not info_path.is_file():
+        raise BadInputError(f"{d} is not a run directory (no {RUN_JSON})")
+    written: list[Path] = []
+    cmd = None
+    if (d / TRAJECTORY_NPZ).is_file():
+        traj, info = load_run(d)
+        cmd = info.get("command")
+        written.append(plot_trajectory(traj, output or d / "trajectory.png", title=_title(info),
+                                       time_label="t = kη" if cmd == "train" else "t (flow time)"))
+    else:
+        from ..io import read_json
+
+        cmd = read_json(info_path).get("command")
+    if cmd in EXTRA_PLOTTERS:
+        mod, fn = EXTRA_PLOTTERS[cmd].split(":")
+        try:
+            written += list(getattr(importlib.import_module(mod), fn)(d))
+        except ModuleNotFoundError:
+            pass
+    if not written:
+        raise BadInputError(f"{d} holds nothing to plot")
+    return written
+
+
+def _title(info: dict) -> str:
+    p = info.get("params", {})
+    parts = [f"flowsim {info.get('command', '')}"]
+    if "size" in p:
+        parts.append(f"{p['size'][0]}×{p['size'][1]}")
+    for k, label in (("flow", "flow"), ("optimizer", "opt"), ("depth", "N"), ("penalty", "R"), ("lam", "λ"),
+                     ("init", "init"), ("init_scale", "α")):
+        if p.get(k) is not None and not (k == "penalty" and p[k] == "none") and not (k == "lam" and not p[k]):
+            parts.append(f"{label}={p[k]}")
+    if p.get("optimizer") or (p.get("flow") not in (None, "gf")):
+        parts.append(f"η={p.get('lr')}")
+    return "  ".join(str(x) for x in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in plot_run_dir(args.dir, args.output):
+        print(path)
+    return 0

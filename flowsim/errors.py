@@ -1,0 +1,16 @@
+"""Exceptions and exit codes shared by every command (SPEC §7)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+class BadInputError(ValueError):
+    """Invalid user input. The CLI prints the message as one line on stderr and exits 2."""
+
+
+class RunFailedError(RuntimeError):
+    """A run diverged or failed mid-way; partial results are kept and the CLI exits 3."""

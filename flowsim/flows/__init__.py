@@ -1,0 +1,49 @@
+"""Continuous-time models (vector fields) and the factory that builds them from their CLI names."""
+
+from __future__ import annotations
+
+from ..errors import BadInputError
+from ..penalties import Penalty
+from ..problems import CompletionProblem
+from .base import Flow
+from .gf import EndProductFlow, LayerwiseFlow
+from .gradient import (
+    FactorPacker,
+    apply_end_product_preconditioner,
+    end_product_kernel,
+    end_product_velocity,
+    layer_gradients,
+    layerwise_velocity,
+    singular_value_velocity,
+    total_gradient,
+)
+
+FLOW_NAMES = ("gf", "gd-modified", "adam-printed", "adam-layer", "adam-ode")
+MODEL_NAMES = ("end-product", "layers")
+
+
+def make_flow(
+    name: str,
+    problem: CompletionProblem,
+    depth: int,
+    penalty: Penalty | None = None,
+    lam: float = 0.0,
+    model: str = "end-product",
+    **options: float,
+) -> Flow:
+    """Build the flow called ``name`` (``--flow``) with ``model`` (``--model``). See SPEC §3."""
+    if model not in MODEL_NAMES:
+        raise BadInputError(f"--model must be one of {'|'.join(MODEL_NAMES)}, got {model!r}")
+    if name == "gf":
+        cls = EndProductFlow if model == "end-product" else LayerwiseFlow
+        return cls(problem, depth, penalty, lam)
+    if name in FLOW_NAMES:
+        raise BadInputError(f"--flow {name} is not yet available")
+    raise BadInputError(f"--flow must be one of {'|'.join(FLOW_NAMES)}, got {name!r}")
+
+
+__all__ = [
+    "FLOW_NAMES", "MODEL_NAMES", "EndProductFlow", "FactorPacker", "Flow", "LayerwiseFlow",
+    "apply_end_product_preconditioner", "end_product_kernel", "end_product_velocity", "layer_gradients",
+    "layerwise_velocity", "make_flow", "singular_value_velocity", "total_gradient",
+]

@@ -1,0 +1,146 @@
+"""Gradient-flow vector fields of a depth-N linear network (SPEC §3.1–§3.3).
+
+All end-product computations work in the SVD basis; no Kronecker product is ever formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..factors import end_product, prefix_products, suffix_products
+from ..penalties import Penalty
+from ..problems import CompletionProblem
+
+
+def end_product_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
+    """K_kl = Σ_{j=1}^{N} σ_k^{2(j−1)/N} σ_l^{2(N−j)/N} (SPEC §3.1; ACH18 Thm. 1, Zhao22 Eq. 4 in the SVD basis).
+
+    σ is padded with zeros to length m (rows) and n (columns), with 0⁰ = 1, so K represents P_W on the
+    full space even when W is singular. The geometric sum equals (σ_k² − σ_l²)/(σ_k^{2/N} − σ_l^{2/N}) for
+    σ_k ≠ σ_l; it is evaluated as the sum of its N positive terms, which is stable at σ_k ≈ σ_l (no
+    cancellation) and costs N·m·n flops.
+    """
+    m, n = shape
+    a = np.zeros(m)
+    b = np.zeros(n)
+    r = s.size
+    a[:r] = s ** (2.0 / depth)
+    b[:r] = a[:r]
+    # powers a^0..a^{N-1}, b^0..b^{N-1} with 0**0 = 1
+    a_pows = [np.ones(m)]
+    b_pows = [np.ones(n)]
+    for _ in range(depth - 1):
+        a_pows.append(a_pows[-1] * a)
+        b_pows.append(b_pows[-1] * b)
+    K = np.zeros((m, n))
+    for j in range(1, depth + 1):
+        K += np.outer(a_pows[j - 1], b_pows[depth - j])
+    return K
+
+
+def full_svd(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W = U diag(σ) Vᵀ with square U (m×m), V (n×n) and σ of length min(m, n), descending."""
+    return np.linalg.svd(W, full_matrices=True)
+
+
+def apply_end_product_preconditioner(
+    W: np.ndarray, X: np.ndarray, depth: int, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """P_W(X) = Σ_j (WWᵀ)^{(j−1)/N} X (WᵀW)^{(N−j)/N} = U (K ∘ UᵀXV) Vᵀ (SPEC §3.1; ACH18 Eq. 4 / Zhao22 Eq. 4).
+
+    In vec form: vec(P_W(X)) = [Σ_j (WᵀW)^{(N−j)/N} ⊗ (WWᵀ)^{(j−1)/N}] vec(X) (column-major vec).
+    """
+    U, s, Vt = full_svd(W) if svd is None else svd
+    Xt = U.T @ X @ Vt.T
+    return U @ (end_product_kernel(s, W.shape, depth) * Xt) @ Vt
+
+
+def end_product_velocity(
+    W: np.ndarray,
+    problem: CompletionProblem,
+    depth: int,
+    penalty: Penalty | None = None,
+    lam: float = 0.0,
+    svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Ẇ = −Σ_{j=1}^{N} (WWᵀ)^{(j−1)/N} G (WᵀW)^{(N−j)/N}, G = ∇ℓ(W) + λ∇R(W) (SPEC §3.1; ACH18 Thm. 1,
+    Zhao22 Eq. 4). Evaluated as Ẇ = −U (K ∘ G̃) Vᵀ with G̃ = UᵀGV; the spectral penalty adds λ g(σ) to the
+    diagonal of G̃ (its gradient is U diag(g) Vᵀ). Cost: one SVD plus four m×n matrix products.
+    """
+    U, s, Vt = full_svd(W) if svd is None else svd
+    Gt = U.T @ problem.grad(W) @ Vt.T
+    if penalty is not None and lam != 0.0 and not penalty.is_zero:
+        r = s.size
+        Gt[np.arange(r), np.arange(r)] += lam * penalty.spectral_grad(s, W.shape)
+    return -(U @ (end_product_kernel(s, W.shape, depth) * Gt) @ Vt)
+
+
+def total_gradient(
+    W: np.ndarray, problem: CompletionProblem, penalty: Penalty | None = None, lam: float = 0.0
+) -> np.ndarray:
+    """G = ∇ℓ(W) + λ∇R(W) (SPEC §3)."""
+    G = problem.grad(W)
+    if penalty is not None and lam != 0.0 and not penalty.is_zero:
+        G = G + lam * penalty.grad(W)
+    return G
+
+
+def singular_value_velocity(
+    W: np.ndarray,
+    problem: CompletionProblem,
+    depth: int,
+    penalty: Penalty | None = None,
+    lam: float = 0.0,
+) -> np.ndarray:
+    """σ̇_i = −N (σ_i²)^{(N−1)/N} (u_iᵀ∇ℓ(W) v_i + λ u_iᵀ∇R(W) v_i) (SPEC §3.2; ACHL19 Thm. 3, Zhao22 Eq. 3
+    for λ = 0, with the exact penalty projection for λ > 0). Valid where the σ_i are distinct."""
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    proj = np.einsum("ij,ij->j", U, problem.grad(W) @ Vt.T)
+    if penalty is not None and lam != 0.0 and not penalty.is_zero:
+        proj = proj + lam * penalty.spectral_grad(s, W.shape)
+    return -depth * (s**2) ** ((depth - 1) / depth) * proj
+
+
+def layer_gradients(factors: Sequence[np.ndarray], G: np.ndarray) -> list[np.ndarray]:
+    """∇_{W_j} = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ for j = 1..N: the gradient of f(W_N⋯W_1) w.r.t. W_j when ∇f(W) = G
+    (SPEC §3.3). Uses 2N matrix products (prefix and suffix products)."""
+    pre = prefix_products(factors)
+    suf = suffix_products(factors)
+    N = len(factors)
+    return [suf[j + 1].T @ G @ pre[j].T for j in range(N)]
+
+
+def layerwise_velocity(
+    factors: Sequence[np.ndarray],
+    problem: CompletionProblem,
+    penalty: Penalty | None = None,
+    lam: float = 0.0,
+) -> list[np.ndarray]:
+    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3): layer-wise gradient flow on ℓ(W) + λR(W)."""
+    W = end_product(factors)
+    return [-g for g in layer_gradients(factors, total_gradient(W, problem, penalty, lam))]
+
+
+class FactorPacker:
+    """Packs factors [W_1..W_N] (shapes d_j×d_{j−1}) into one flat state vector and back."""
+
+    def __init__(self, dims: Sequence[int]):
+        self.dims = [int(d) for d in dims]
+        self.shapes = [(self.dims[j + 1], self.dims[j]) for j in range(len(self.dims) - 1)]
+        sizes = [a * b for a, b in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    @property
+    def size(self) -> int:
+        """Length of the flat state."""
+        return int(self.offsets[-1])
+
+    def pack(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        """Concatenate the row-major ravel of each factor."""
+        return np.concatenate([np.asarray(F, dtype=float).ravel() for F in factors])
+
+    def unpack(self, y: np.ndarray) -> list[np.ndarray]:
+        """Views of the factors inside ``y``."""
+        return [y[self.offsets[j]:self.offsets[j + 1]].reshape(shape) for j, shape in enumerate(self.shapes)]

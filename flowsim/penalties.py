@@ -1,0 +1,168 @@
+"""Spectral penalties R(W) with value and gradient (SPEC §2).
+
+Every penalty here is a function of the singular values only, so its gradient is diagonal in the SVD
+basis: ∇R(W) = U diag(g(σ)) Vᵀ. :meth:`Penalty.spectral_grad` returns g(σ), which is also the projection
+u_iᵀ∇R v_i used by the singular-value dynamics (SPEC §3.2).
+
+Subgradient and floor conventions (documented per SPEC §2):
+
+* ``nuclear``: the minimum-norm subgradient, g_i = 1 for σ_i > τ and 0 otherwise, with the numerical-rank
+  threshold τ = max(m, n)·ε_mach·σ_1.
+* ``ratio``: R = ‖W‖_*/‖W‖_F; g_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ (Zhao22 Sec. 3), with the same τ rule
+  for the UVᵀ term. R is scale invariant, ⟨∇R, W⟩ = 0.
+* ``schatten:p:q``: R = ‖W‖_{S_p}/‖W‖_{S_q}; ∇‖W‖_{S_p} = ‖W‖_{S_p}^{1−p} U diag(σ^{p−1}) Vᵀ. For p < 1 the
+  factor σ^{p−1} is unbounded as σ → 0; it is evaluated at max(σ_i, floor) with
+  floor = ``SCHATTEN_FLOOR``·σ_1 (the value R itself uses the true σ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BadInputError
+
+SCHATTEN_FLOOR = 1e-8
+
+
+def _rank_threshold(s: np.ndarray, shape: tuple[int, int]) -> float:
+    return max(shape) * np.finfo(float).eps * (float(s[0]) if s.size else 0.0)
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """Base class: a spectral penalty R(W) = f(σ(W))."""
+
+    name: str = "none"
+
+    def value_from_sv(self, s: np.ndarray) -> float:
+        """R as a function of the singular values σ (descending)."""
+        return 0.0
+
+    def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """g(σ) with ∇R(W) = U diag(g) Vᵀ; equals u_iᵀ∇R v_i (SPEC §2, §3.2)."""
+        return np.zeros_like(s)
+
+    @property
+    def is_zero(self) -> bool:
+        """True for the ``none`` penalty."""
+        return self.name == "none"
+
+    def value(self, W: np.ndarray) -> float:
+        """R(W)."""
+        return self.value_from_sv(np.linalg.svd(W, compute_uv=False))
+
+    def grad(self, W: np.ndarray) -> np.ndarray:
+        """∇R(W) = U diag(g(σ)) Vᵀ (thin SVD)."""
+        U, s, Vt = np.linalg.svd(W, full_matrices=False)
+        return (U * self.spectral_grad(s, W.shape)) @ Vt
+
+    def spec(self) -> str:
+        """The CLI spelling of this penalty (``none``, ``ratio``, ``nuclear``, ``schatten:P:Q``)."""
+        return self.name
+
+
+@dataclass(frozen=True)
+class RatioPenalty(Penalty):
+    """R(W) = ‖W‖_*/‖W‖_F (Zhao22 Sec. 3). ∇R = UVᵀ/‖W‖_F − ‖W‖_* W/‖W‖_F³ (SPEC §2)."""
+
+    name: str = "ratio"
+
+    def value_from_sv(self, s: np.ndarray) -> float:
+        fro = float(np.sqrt(np.sum(s**2)))
+        return float(np.sum(s)) / fro if fro > 0 else 0.0
+
+    def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """g_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ for σ_i > τ, −‖W‖_* σ_i/‖W‖_F³ (= 0) otherwise."""
+        fro = float(np.sqrt(np.sum(s**2)))
+        if fro == 0:
+            return np.zeros_like(s)
+        nuc = float(np.sum(s))
+        support = (s > _rank_threshold(s, shape)).astype(float)
+        return support / fro - nuc * s / fro**3
+
+
+@dataclass(frozen=True)
+class NuclearPenalty(Penalty):
+    """R(W) = ‖W‖_*; ∇R = UVᵀ over σ_i > τ (minimum-norm subgradient; SPEC §2)."""
+
+    name: str = "nuclear"
+
+    def value_from_sv(self, s: np.ndarray) -> float:
+        return float(np.sum(s))
+
+    def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        return (s > _rank_threshold(s, shape)).astype(float)
+
+
+@dataclass(frozen=True)
+class SchattenRatioPenalty(Penalty):
+    """R(W) = ‖W‖_{S_p}/‖W‖_{S_q}, ‖W‖_{S_p} = (Σσ_i^p)^{1/p} (Zhao22 Table 1; SPEC §2).
+
+    ∇R = ∇‖W‖_{S_p}/‖W‖_{S_q} − ‖W‖_{S_p}∇‖W‖_{S_q}/‖W‖_{S_q}², ∇‖W‖_{S_p} = ‖W‖_{S_p}^{1−p} U diag(σ^{p−1}) Vᵀ.
+    """
+
+    name: str = "schatten"
+    p: float = 0.5
+    q: float = 2.0 / 3.0
+
+    def value_from_sv(self, s: np.ndarray) -> float:
+        sq = _schatten(s, self.q)
+        return _schatten(s, self.p) / sq if sq > 0 else 0.0
+
+    def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        sp, sq = _schatten(s, self.p), _schatten(s, self.q)
+        if sq == 0:
+            return np.zeros_like(s)
+        floor = SCHATTEN_FLOOR * float(s[0])
+        sf = np.maximum(s, floor)
+        dp = sp ** (1 - self.p) * sf ** (self.p - 1)
+        dq = sq ** (1 - self.q) * sf ** (self.q - 1)
+        return dp / sq - sp * dq / sq**2
+
+    def spec(self) -> str:
+        return f"schatten:{_fmt(self.p)}:{_fmt(self.q)}"
+
+
+def _schatten(s: np.ndarray, p: float) -> float:
+    pos = s[s > 0]
+    return float(np.sum(pos**p) ** (1.0 / p)) if pos.size else 0.0
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _parse_fraction(text: str) -> float:
+    if "/" in text:
+        a, b = text.split("/", 1)
+        return float(a) / float(b)
+    return float(text)
+
+
+PENALTY_NAMES = ("none", "ratio", "nuclear", "schatten:P:Q")
+
+
+def make_penalty(spec: str) -> Penalty:
+    """Parse a penalty spelling: ``none``, ``ratio``, ``nuclear`` or ``schatten:P:Q`` (P, Q > 0, fractions
+    such as ``1/2`` allowed). Raises :class:`BadInputError` otherwise."""
+    spec = spec.strip().lower()
+    if spec == "none":
+        return Penalty()
+    if spec == "ratio":
+        return RatioPenalty()
+    if spec == "nuclear":
+        return NuclearPenalty()
+    if spec.startswith("schatten"):
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise BadInputError(f"--penalty schatten must be written schatten:P:Q (e.g. schatten:1/2:2/3), got {spec!r}")
+        try:
+            p, q = _parse_fraction(parts[1]), _parse_fraction(parts[2])
+        except (ValueError, ZeroDivisionError):
+            raise BadInputError(f"--penalty schatten:P:Q needs numbers P and Q, got {spec!r}") from None
+        if not (np.isfinite(p) and np.isfinite(q) and p > 0 and q > 0):
+            raise BadInputError(f"--penalty schatten:P:Q needs P > 0 and Q > 0, got {spec!r}")
+        return SchattenRatioPenalty(p=p, q=q)
+    raise BadInputError(f"--penalty must be one of {'|'.join(PENALTY_NAMES)}, got {spec!r}")
