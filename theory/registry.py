@@ -6,18 +6,41 @@ residual (a relative error): ``holds`` if residual ≤ tolerance, ``approximate`
 approx_tolerance, otherwise ``fails`` (the evidence's details then carry the counterexample).
 
 Built-in claims live in modules ``theory/claims_*.py``; :func:`load_builtin_claims` imports them all.
+
+The registry is public API. A researcher registers a claim of their own in their own module, either with
+:func:`claim` (any test) or with :func:`formula_claim` (a formula written as a function of W, of the layer
+factors, or of a whole :class:`theory.instances.Instance`, plus the exact quantity it should match), and
+runs it with ``flowsim check --module PATH_OR_NAME`` beside the built-in claims, on the same instances and
+in the same report and JSON::
+
+    # my_claims.py  —  flowsim check --module my_claims.py --claim MY-RATIO-SCALE-INVARIANT
+    import numpy as np
+    from theory.registry import formula_claim
+
+    @formula_claim("MY-RATIO-SCALE-INVARIANT", source="my note, Eq. 1",
+                   statement="the ratio penalty's gradient is orthogonal to W",
+                   tolerance=1e-10, exact=lambda W: np.zeros(1), of="W")
+    def inner_product(W):
+        from flowsim.penalties import make_penalty
+        return np.array([np.vdot(make_penalty("ratio").grad(W), W)])
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import math
 import pkgutil
+import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 VERDICTS = ("holds", "approximate", "fails")
 
@@ -49,6 +72,7 @@ class Claim:
     test: Callable[[CheckConfig], Evidence]
     approx_tolerance: float = 0.1
     group: str = "builtin"
+    meaning: str = ""
 
 
 @dataclass
@@ -63,15 +87,26 @@ class ClaimRecord:
     tolerance: float
     details: dict[str, Any]
     wall_time_s: float = 0.0
+    group: str = "builtin"
+    meaning: str = ""
+
+    @property
+    def errored(self) -> bool:
+        """True when the claim's test raised instead of measuring."""
+        return "error" in self.details
 
     def to_json(self) -> dict[str, Any]:
-        """The record ``{"id", "source", "statement", "verdict", "residual", "tolerance", "details"}``."""
+        """The record ``{"id", "source", "statement", "verdict", "residual", "tolerance", "details"}``
+        (SPEC §7); ``details`` also carries the wall time, the claim's group and what the verdict means."""
+        extra = {"wall_time_s": self.wall_time_s, "group": self.group}
+        if self.meaning:
+            extra["meaning"] = self.meaning
         return {"id": self.id, "source": self.source, "statement": self.statement, "verdict": self.verdict,
-                "residual": self.residual, "tolerance": self.tolerance,
-                "details": {**self.details, "wall_time_s": self.wall_time_s}}
+                "residual": self.residual, "tolerance": self.tolerance, "details": {**self.details, **extra}}
 
 
 REGISTRY: dict[str, Claim] = {}
+_GROUP: list[str] = ["builtin"]  # the group of claims registered without an explicit one (a stack)
 
 
 def register(c: Claim) -> Claim:
@@ -82,13 +117,136 @@ def register(c: Claim) -> Claim:
     return c
 
 
+@contextlib.contextmanager
+def registering_as(group: str) -> Iterator[None]:
+    """Claims registered inside this block without an explicit group get ``group``."""
+    _GROUP.append(group)
+    try:
+        yield
+    finally:
+        _GROUP.pop()
+
+
 def claim(id: str, source: str, statement: str, tolerance: float, *, approx_tolerance: float = 0.1,
-          group: str = "builtin") -> Callable[[Callable[[CheckConfig], Evidence]], Callable[[CheckConfig], Evidence]]:
-    """Decorator registering ``test(config) -> Evidence`` as a claim."""
+          group: str | None = None, meaning: str = ""
+          ) -> Callable[[Callable[[CheckConfig], Evidence]], Callable[[CheckConfig], Evidence]]:
+    """Decorator registering ``test(config) -> Evidence`` as a claim.
+
+    ``meaning`` is one line on what the verdict means for a user (shown in ``docs/claims.md``). ``group``
+    defaults to ``builtin``, or ``user:MODULE`` while a ``--module`` is being loaded.
+    """
+    if not (isinstance(id, str) and id and id.strip() == id):
+        raise ValueError(f"a claim id must be a non-empty string without surrounding spaces, got {id!r}")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"claim {id}: the tolerance must be a finite number ≥ 0, got {tolerance!r}")
 
     def deco(fn: Callable[[CheckConfig], Evidence]) -> Callable[[CheckConfig], Evidence]:
-        register(Claim(id, source, statement, float(tolerance), fn, float(approx_tolerance), group))
+        register(Claim(id, source, statement, float(tolerance), fn, float(approx_tolerance),
+                       group if group is not None else _GROUP[-1], meaning))
         return fn
+
+    return deco
+
+
+# ---- shared instance evaluation ------------------------------------------------------------------------
+
+def relative_error(value: Any, reference: Any) -> float:
+    """‖value − reference‖ / ‖reference‖ (Frobenius/Euclidean); the absolute error when the reference is 0.
+
+    Shapes must agree (a formula returning the wrong shape is an error, not a small residual).
+    """
+    a = np.asarray(value, dtype=float)
+    b = np.asarray(reference, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"formula returned shape {a.shape}, the exact quantity has shape {b.shape}")
+    diff = float(np.linalg.norm(a - b))
+    ref = float(np.linalg.norm(b))
+    return diff / ref if ref > 0 else diff
+
+
+def compare_on_instances(
+    formula: Callable[[Any], Any],
+    exact: Callable[[Any], Any],
+    insts: Iterable[Any],
+    *,
+    group_by: Callable[[Any], str] | None = None,
+) -> Evidence:
+    """Evaluate ``formula(inst)`` and ``exact(inst)`` on every instance; the residual is the largest
+    relative error (:func:`relative_error`). Details: the number of instances, the worst instance (the
+    counterexample, with both values), and the largest error per group (default: per depth N)."""
+    group_by = group_by or (lambda inst: f"N={inst.depth}")
+    worst: tuple[float, Any, Any, Any] | None = None
+    per_group: dict[str, float] = {}
+    count = 0
+    for inst in insts:
+        f, e = formula(inst), exact(inst)
+        err = relative_error(f, e)
+        if not math.isfinite(err):
+            err = math.inf
+        count += 1
+        key = group_by(inst)
+        per_group[key] = max(per_group.get(key, 0.0), err)
+        if worst is None or err > worst[0]:
+            worst = (err, inst, f, e)
+    if worst is None:
+        raise ValueError("no instance to evaluate the claim on")
+    err, inst, f, e = worst
+    details: dict[str, Any] = {"instances": count, "max_relative_error_by_group": per_group,
+                               "worst_instance": inst.describe() if hasattr(inst, "describe") else str(inst)}
+    if np.size(f) <= 16:
+        details["worst_formula_value"] = np.asarray(f, dtype=float).round(12).tolist()
+        details["worst_exact_value"] = np.asarray(e, dtype=float).round(12).tolist()
+    return Evidence(err, details)
+
+
+_INPUTS = {
+    "instance": lambda inst: inst,
+    "W": lambda inst: inst.W,
+    "factors": lambda inst: inst.factors,
+}
+
+
+def formula_claim(
+    id: str,
+    source: str,
+    statement: str,
+    tolerance: float,
+    *,
+    exact: Callable[[Any], Any],
+    of: str = "instance",
+    depths: Sequence[int] = (1, 2, 3, 4, 5),
+    lams: Sequence[float] | None = None,
+    trajectories: bool = True,
+    approx_tolerance: float = 0.1,
+    group: str | None = None,
+    meaning: str = "",
+) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Decorator registering a claim "``formula`` equals ``exact``" checked on the shared instances.
+
+    ``formula`` and ``exact`` are functions of ``of``: ``"W"`` (the end product, an m×n array),
+    ``"factors"`` (the list [W_1, …, W_N]) or ``"instance"`` (a :class:`theory.instances.Instance`, with
+    ``W``, ``factors``, ``depth``, ``problem``, ``lam``, ``loss_grad``, ``G``, ``layer_grads``, ``svd``).
+    They return arrays of the same shape. The claim runs on the random instances at ``depths`` and λ in
+    ``lams`` (default: the checker's set) and, with ``trajectories``, on points along integrated
+    trajectories; its residual is the largest relative error :func:`relative_error`.
+    """
+    if of not in _INPUTS:
+        raise ValueError(f"of must be one of {tuple(_INPUTS)}, got {of!r}")
+    pick = _INPUTS[of]
+    depth_set = tuple(int(d) for d in depths)
+    lam_set = None if lams is None else tuple(float(x) for x in lams)
+
+    def deco(formula: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def test(config: CheckConfig) -> Evidence:
+            from .instances import instances
+
+            insts = instances(config, depth_set, lam_set, trajectories=trajectories)
+            return compare_on_instances(lambda i: formula(pick(i)), lambda i: exact(pick(i)), insts)
+
+        test.__doc__ = formula.__doc__
+        claim(id, source, statement, tolerance, approx_tolerance=approx_tolerance, group=group,
+              meaning=meaning)(test)
+        return formula
 
     return deco
 
@@ -117,8 +275,10 @@ def evaluate(c: Claim, config: CheckConfig) -> ClaimRecord:
     verdict = verdict_for(residual, c.tolerance, c.approx_tolerance)
     if verdict == "approximate":
         details.setdefault("relative_error", residual)
+    if verdict == "fails" and "error" not in details:
+        details.setdefault("counterexample", details.get("worst_instance", "see details"))
     return ClaimRecord(c.id, c.source, c.statement, verdict, residual, c.tolerance, details,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, c.group, c.meaning)
 
 
 def load_builtin_claims() -> dict[str, Claim]:
@@ -129,3 +289,46 @@ def load_builtin_claims() -> dict[str, Claim]:
         if info.name.startswith("claims_"):
             importlib.import_module(f"theory.{info.name}")
     return REGISTRY
+
+
+_LOADED_MODULES: dict[str, list[str]] = {}
+
+
+def load_user_module(spec: str) -> list[str]:
+    """Import a user module of claims (``--module PATH_OR_NAME``): a path to a ``.py`` file or a dotted
+    module name importable from ``sys.path`` (the current folder included). Claims it registers get the
+    group ``user:NAME``. Returns their ids. Raises ``ImportError`` with a one-line message on failure.
+    A module already loaded is not imported again.
+    """
+    if spec in _LOADED_MODULES:
+        return _LOADED_MODULES[spec]
+    before = set(REGISTRY)
+    path = Path(spec)
+    looks_like_path = spec.endswith(".py") or "/" in spec or path.is_file()
+    if looks_like_path:
+        if not path.is_file():
+            raise ImportError(f"--module {spec}: no such file")
+        name = f"flowsim_user_claims_{len(_LOADED_MODULES)}_{path.stem}"
+        mspec = importlib.util.spec_from_file_location(name, path)
+        if mspec is None or mspec.loader is None:
+            raise ImportError(f"--module {spec}: not a Python module")
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = module
+        label = path.stem
+    else:
+        label = spec
+    try:
+        with registering_as(f"user:{label}"):
+            if looks_like_path:
+                mspec.loader.exec_module(module)  # type: ignore[union-attr]
+            else:
+                if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                    sys.path.insert(0, str(Path.cwd()))
+                importlib.import_module(spec)
+    except ImportError as exc:
+        raise ImportError(f"--module {spec}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure while importing the user's module is reported
+        raise ImportError(f"--module {spec}: importing it raised {type(exc).__name__}: {exc}") from None
+    added = [cid for cid in REGISTRY if cid not in before]
+    _LOADED_MODULES[spec] = added
+    return added

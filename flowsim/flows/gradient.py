@@ -21,12 +21,17 @@ def end_product_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.
     full space even when W is singular. The geometric sum equals (σ_k² − σ_l²)/(σ_k^{2/N} − σ_l^{2/N}) for
     σ_k ≠ σ_l; it is evaluated as the sum of its N positive terms, which is stable at σ_k ≈ σ_l (no
     cancellation) and costs N·m·n flops.
+
+    Singular values at or below the numerical-rank threshold τ = max(m, n)·ε_mach·σ_1 are treated as exact
+    zeros: they are round-off of the SVD, and the fractional power σ^{2/N} would amplify a round-off of
+    ε_mach·σ_1 into ε_mach^{1/N}·σ_1^{2/N}.
     """
     m, n = shape
     a = np.zeros(m)
     b = np.zeros(n)
     r = s.size
-    a[:r] = s ** (2.0 / depth)
+    tau = max(m, n) * np.finfo(float).eps * (float(s[0]) if r else 0.0)
+    a[:r] = np.where(s > tau, s, 0.0) ** (2.0 / depth)
     b[:r] = a[:r]
     # powers a^0..a^{N-1}, b^0..b^{N-1} with 0**0 = 1
     a_pows = [np.ones(m)]
