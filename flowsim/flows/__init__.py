@@ -37,8 +37,28 @@ def make_flow(
     if name == "gf":
         cls = EndProductFlow if model == "end-product" else LayerwiseFlow
         return cls(problem, depth, penalty, lam)
-    if name in FLOW_NAMES:
-        raise BadInputError(f"--flow {name} is not yet available")
+    # adam-layer, adam-ode and gd-modified always run on the layer factors and adam-printed on the end
+    # product (SPEC §3.4, §3.5); ``model`` selects the state of ``gf`` only.
+    if name == "adam-layer":
+        from .adam import AdamLayerFlow
+
+        return AdamLayerFlow(problem, depth, penalty, lam, eps=options.get("eps", 1e-8))
+    if name == "adam-ode":
+        from .adam import AdamODEFlow
+
+        return AdamODEFlow(problem, depth, penalty, lam, lr=options.get("lr", 0.01),
+                           beta1=options.get("beta1", 0.9), beta2=options.get("beta2", 0.999),
+                           eps=options.get("eps", 1e-8))
+    if name == "adam-printed":
+        from .adam import AdamPrintedFlow
+
+        return AdamPrintedFlow(problem, depth, penalty, lam, eps=options.get("eps", 1e-8),
+                               convention=str(options.get("convention", "row-major")))
+    if name == "gd-modified":
+        from .modified import ModifiedGDFlow
+
+        return ModifiedGDFlow(problem, depth, penalty, lam, lr=options.get("lr", 0.01),
+                              hvp=options.get("hvp"))  # type: ignore[arg-type]
     raise BadInputError(f"--flow must be one of {'|'.join(FLOW_NAMES)}, got {name!r}")
 
 

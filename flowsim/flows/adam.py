@@ -1,0 +1,276 @@
+"""Adam-type flows (SPEC §3.4): the printed Zhao22 Theorem 1/3 flow, the exact layer-wise variance-adapted
+flow, and the Adam ODE with moment states (BB21).
+
+* ``adam-printed`` (:class:`AdamPrintedFlow`, SPEC §3.4(a)): end-product state W; Ẇ from Zhao22 Eq. 6
+  (Theorem 1) or Eq. 9 (Theorem 3, ratio penalty) *as printed* (:mod:`flowsim.flows.printed`), with the
+  layer gradients taken from the canonical balanced factorization of W (SPEC §0).
+* ``adam-layer`` (:class:`AdamLayerFlow`, SPEC §3.4(b)): layer state; Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR).
+* ``adam-ode`` (:class:`AdamODEFlow`, SPEC §3.4(c)): layer, first- and second-moment states; the faithful
+  continuous model of discrete Adam at step size η.
+
+The ε of S_j (adam-printed, adam-layer) is Adam's ε (default 1e-8), entering as
+S_j = (∇^{⊙2} + s_j² + ε²)^{⊙−1/2} (see :mod:`flowsim.flows.variance`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..factors import canonical_balanced_factors, end_product, layer_dims
+from ..penalties import Penalty, RatioPenalty
+from ..problems import CompletionProblem
+from .base import Flow
+from .gradient import FactorPacker, layer_gradients, total_gradient
+from .printed import CONVENTIONS, theorem1_velocity, theorem3_velocity
+from .variance import variance_adapted_layer_velocity
+
+DEFAULT_ADAM_EPS = 1e-8
+
+
+def _check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
+    if not (math.isfinite(lr) and lr > 0):
+        raise BadInputError(f"--lr must be a finite number > 0, got {lr!r}")
+    for name, b in (("--beta1", beta1), ("--beta2", beta2)):
+        if not (math.isfinite(b) and 0 <= b < 1):
+            raise BadInputError(f"{name} must lie in [0, 1), got {b!r}")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise BadInputError(f"--adam-eps must be a finite number ≥ 0, got {eps!r}")
+
+
+class _LayerStateFlow(Flow):
+    """Shared plumbing of flows whose state starts with the packed layer factors."""
+
+    model = "layers"
+
+    def __init__(self, problem: CompletionProblem, depth: int, penalty: Penalty | None, lam: float):
+        self.problem = problem
+        self.depth = int(depth)
+        self.penalty = penalty if penalty is not None else Penalty()
+        self.lam = float(lam)
+        self.packer: FactorPacker | None = None
+
+    def _set_packer(self, factors: Sequence[np.ndarray]) -> FactorPacker:
+        if len(factors) != self.depth:
+            raise ValueError(f"expected {self.depth} factors, got {len(factors)}")
+        self.packer = FactorPacker(layer_dims(factors))
+        return self.packer
+
+    def layer_factors(self, y: np.ndarray) -> list[np.ndarray]:
+        assert self.packer is not None, "call initial_state first"
+        return self.packer.unpack(y[: self.packer.size])
+
+    def end_product(self, y: np.ndarray) -> np.ndarray:
+        return end_product(self.layer_factors(y))
+
+    def total_layer_gradients(self, factors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ (SPEC §3.3)."""
+        G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
+        return layer_gradients(factors, G)
+
+    def describe(self) -> dict[str, Any]:
+        d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam}
+        if self.packer is not None:
+            d["dims"] = self.packer.dims
+        return d
+
+
+class AdamLayerFlow(_LayerStateFlow):
+    """Exact layer-wise variance-adapted flow (SPEC §3.4(b), the dynamics Zhao22 Theorem 1 approximates):
+
+        Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR),  S_j = ((∇_{W_j})^{⊙2} + s_j² + ε²)^{⊙−1/2},  s_j² = var(∇_{W_j}).
+
+    Independent of η. Its end-product velocity is −Σ_j A_j G_j A_jᵀ vec(G) (never formed here).
+    """
+
+    name = "adam-layer"
+
+    def __init__(
+        self,
+        problem: CompletionProblem,
+        depth: int,
+        penalty: Penalty | None = None,
+        lam: float = 0.0,
+        eps: float = DEFAULT_ADAM_EPS,
+    ):
+        super().__init__(problem, depth, penalty, lam)
+        _check_adam(1.0, 0.0, 0.0, eps)
+        self.eps = float(eps)
+
+    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        return self._set_packer(factors).pack(factors)
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        factors = self.layer_factors(y)
+        G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
+        return np.concatenate([v.ravel() for v in variance_adapted_layer_velocity(factors, G, self.eps)])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "eps": self.eps}
+
+
+class AdamODEFlow(_LayerStateFlow):
+    """Adam ODE with moment states (SPEC §3.4(c); BB21), per layer W_j with moments m_j, v_j:
+
+        ṁ = a(g − m),  v̇ = b(g⊙g − v),  Ẇ_j = −[m/(1 − e^{−at})] / (ε + sqrt(v/(1 − e^{−bt}))),
+        a = (1 − β₁)/η,  b = (1 − β₂)/η,  g = ∇_{W_j}(ℓ + λR),  t = kη.
+
+    **t = 0 treatment.** The bias-correction factors vanish at t = 0, so the right side is singular there.
+    The flow starts at t₀ = η from the state after the first discrete Adam step (torch.optim semantics):
+    m(η) = (1 − β₁)g₀, v(η) = (1 − β₂)g₀⊙g₀, W_j(η) = W_j(0) − η·[m(η)/(1 − β₁)]/(sqrt(v(η)/(1 − β₂)) + ε),
+    i.e. W_j(η) = W_j(0) − η g₀/(|g₀| + ε). This is exactly the discrete iterate k = 1 at t₁ = η.
+    ``v`` is read as max(v, 0) under the square root (the ODE keeps v ≥ 0; round-off may not).
+    State: [packed W_j, packed m_j, packed v_j].
+    """
+
+    name = "adam-ode"
+
+    def __init__(
+        self,
+        problem: CompletionProblem,
+        depth: int,
+        penalty: Penalty | None = None,
+        lam: float = 0.0,
+        lr: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = DEFAULT_ADAM_EPS,
+    ):
+        super().__init__(problem, depth, penalty, lam)
+        _check_adam(lr, beta1, beta2, eps)
+        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.a = (1.0 - self.beta1) / self.lr
+        self.b = (1.0 - self.beta2) / self.lr
+        self.t0 = self.lr
+
+    def first_step(
+        self, factors: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """The first discrete Adam step from ``factors``: (W_j(η), m_j(η), v_j(η)) (torch.optim.Adam)."""
+        grads = self.total_layer_gradients([np.asarray(F, dtype=float) for F in factors])
+        ms = [(1.0 - self.beta1) * g for g in grads]
+        vs = [(1.0 - self.beta2) * g * g for g in grads]
+        Ws = [
+            np.asarray(F, dtype=float)
+            - (self.lr / (1.0 - self.beta1)) * (m / (np.sqrt(v) / math.sqrt(1.0 - self.beta2) + self.eps))
+            for F, m, v in zip(factors, ms, vs)
+        ]
+        return Ws, ms, vs
+
+    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        packer = self._set_packer(factors)
+        Ws, ms, vs = self.first_step(factors)
+        return np.concatenate([packer.pack(Ws), packer.pack(ms), packer.pack(vs)])
+
+    def moments(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The packed moment states (m, v) inside ``y``."""
+        assert self.packer is not None, "call initial_state first"
+        P = self.packer.size
+        return y[P : 2 * P], y[2 * P : 3 * P]
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        assert self.packer is not None, "call initial_state first"
+        factors = self.layer_factors(y)
+        m, v = self.moments(y)
+        g = self.packer.pack(self.total_layer_gradients(factors))
+        c1 = -math.expm1(-self.a * t)
+        c2 = -math.expm1(-self.b * t)
+        w_dot = -(m / c1) / (self.eps + np.sqrt(np.maximum(v, 0.0) / c2))
+        return np.concatenate([w_dot, self.a * (g - m), self.b * (g * g - v)])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "a": self.a,
+            "b": self.b,
+            "t0": self.t0,
+            "t0_treatment": "starts at t0 = lr from the state after the first discrete Adam step",
+        }
+
+
+class AdamPrintedFlow(Flow):
+    """Zhao22 Theorem 1 (Eq. 6) / Theorem 3 (Eq. 9) as printed, integrated on the end product (SPEC §3.4(a)):
+
+        vec(Ẇ) = −Σ_j ((WWᵀ)^{(j−1)/N} ⊗ (WᵀW)^{(N−j)/N}) G_j vec(X),  G_j = diag(vec S_j),
+
+    with X = ∇ℓ (Theorem 1, λ = 0), X = ∇ℓ + λ·(UVᵀ − UΣ̃Vᵀ)/‖W‖_F² (Theorem 3, ratio penalty, the printed
+    penalty term of Eq. 8), and, as flowsim's extension for the other penalties, X = ∇ℓ + λ∇R (exact).
+    S_j is computed from the layer gradients ∇_{W_j}(ℓ + λR) of the canonical balanced factorization of W
+    (W_1 = Σ^{1/N}Vᵀ, W_j = Σ^{1/N}, W_N = UΣ^{1/N}; SPEC §0). ``convention`` is the vec convention of the
+    printed Kronecker products (``row-major`` reduces to Eq. 4 when G_j = I). Needs a square W for N ≥ 2
+    (G_j = diag(vec S_j) acts on vec ∇ℓ only when every layer has m·n entries). State: W raveled row-major.
+    """
+
+    name = "adam-printed"
+    model = "end-product"
+
+    def __init__(
+        self,
+        problem: CompletionProblem,
+        depth: int,
+        penalty: Penalty | None = None,
+        lam: float = 0.0,
+        eps: float = DEFAULT_ADAM_EPS,
+        convention: str = "row-major",
+    ):
+        if convention not in CONVENTIONS:
+            raise BadInputError(f"convention must be one of {'|'.join(CONVENTIONS)}, got {convention!r}")
+        m, n = problem.shape
+        if depth >= 2 and m != n:
+            raise BadInputError(
+                "--flow adam-printed needs a square problem for depth ≥ 2: Zhao22 Eq. 6 as printed "
+                "multiplies vec ∇ℓ by diag(vec S_j), defined only when every layer has m·n entries"
+            )
+        _check_adam(1.0, 0.0, 0.0, eps)
+        self.problem = problem
+        self.depth = int(depth)
+        self.penalty = penalty if penalty is not None else Penalty()
+        self.lam = float(lam)
+        self.eps = float(eps)
+        self.convention = convention
+        self.shape = problem.shape
+        self.theorem = (
+            1
+            if (self.lam == 0.0 or self.penalty.is_zero)
+            else (3 if isinstance(self.penalty, RatioPenalty) else "1-exact-penalty")
+        )
+
+    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        return np.array(end_product(factors), dtype=float).ravel()
+
+    def end_product(self, y: np.ndarray) -> np.ndarray:
+        return y.reshape(self.shape)
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        W = y.reshape(self.shape)
+        factors = canonical_balanced_factors(W, self.depth)
+        G_loss = self.problem.grad(W)
+        G_total = total_gradient(W, self.problem, self.penalty, self.lam)
+        layer_grads = layer_gradients(factors, G_total)
+        if self.theorem == 1:
+            v = theorem1_velocity(W, G_loss, layer_grads, self.depth, self.convention, self.eps)
+        elif self.theorem == 3:
+            v = theorem3_velocity(W, G_loss, layer_grads, self.depth, self.lam, self.convention, self.eps)
+        else:
+            v = theorem1_velocity(W, G_total, layer_grads, self.depth, self.convention, self.eps)
+        return v.ravel()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "depth": self.depth,
+            "penalty": self.penalty.spec(),
+            "lam": self.lam,
+            "eps": self.eps,
+            "convention": self.convention,
+            "theorem": self.theorem,
+            "layer_gradients": "canonical balanced factorization of W",
+        }
