@@ -22,6 +22,14 @@ from .errors import BadInputError
 
 SOLVERS = {"DOP853": DOP853, "RK45": RK45, "RK23": RK23, "Radau": Radau, "BDF": BDF, "LSODA": LSODA}
 BLOWUP = 1e100
+#: consecutive non-finite velocity evaluations after which the run is declared diverged. scipy shrinks the
+#: step after a non-finite trial stage and normally fails on its own (step below the spacing of floats)
+#: after a few hundred evaluations; this bound only guarantees that no solver can loop forever on NaN.
+MAX_NONFINITE_EVALS = 2000
+
+
+class _NonFiniteVelocity(Exception):
+    """Raised inside the solver to abandon a step loop that sees only non-finite velocities."""
 
 
 @dataclass
@@ -69,7 +77,8 @@ def log_time_grid(t_end: float, n_save: int = 200, t_min: float | None = None, t
         raise BadInputError(f"number of saved times must be ≥ 1, got {n_save}")
     lo = t_end * 1e-5 if t_min is None else t_min
     lo = max(lo, t0 + (t_end - t0) * 1e-9)
-    grid = np.geomspace(lo, t_end, n_save) if lo < t_end else np.array([t_end])
+    # lo can underflow to 0 for a subnormal t_end; geomspace needs 0 < lo
+    grid = np.geomspace(lo, t_end, n_save) if 0 < lo < t_end else np.array([t_end])
     grid = grid[grid > t0]
     return np.concatenate([[t0], grid])
 
@@ -122,14 +131,33 @@ def integrate(
         raise BadInputError("saving times must be finite and strictly increasing")
     t0, t_end = float(t_eval[0]), float(t_eval[-1])
     y0 = np.asarray(y0, dtype=float)
-    nonfinite: list[float] = []
+    nonfinite: list[float] = []  # time of the first non-finite velocity
+    errors: list[str] = []  # first numerical error raised by ``fun`` (e.g. an SVD that did not converge)
+    streak = [0]  # consecutive non-finite evaluations
 
     def wrapped(t: float, y: np.ndarray) -> np.ndarray:
-        v = fun(t, y)
-        if not np.all(np.isfinite(v)):
-            if not nonfinite:
-                nonfinite.append(t)
+        if np.all(np.isfinite(y)):
+            try:
+                v = np.asarray(fun(t, y), dtype=float)
+            except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+                if not errors:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                v = np.full_like(y, np.nan)
+        else:  # a trial state overflowed: the velocity there is undefined
+            v = np.full_like(y, np.nan)
+        if np.all(np.isfinite(v)):
+            streak[0] = 0
+            return v
+        if not nonfinite:
+            nonfinite.append(t)
+        streak[0] += 1
+        if streak[0] >= MAX_NONFINITE_EVALS:
+            raise _NonFiniteVelocity(t)
         return v
+
+    def nonfinite_note() -> str:
+        note = f"; the velocity was first non-finite at t={nonfinite[0]:.6g}" if nonfinite else ""
+        return note + (f" ({errors[0]})" if errors else "")
 
     start = time.perf_counter()
     ts: list[float] = [t0]
@@ -138,8 +166,15 @@ def integrate(
     nsteps = 0
     solver = None
     bar = _progress_bar(progress, t0, t_end)
-    if t_end > t0:
+    if not np.all(np.isfinite(y0)) or np.max(np.abs(y0), initial=0.0) > blowup:
+        status, message = "diverged", f"the initial state is not finite or exceeds {blowup:.0e} (t={t0:g})"
+    elif t_end > t0:
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+        errstate.__enter__()  # overflow is detected and reported below, not printed as warnings
         try:
+            if not np.all(np.isfinite(wrapped(t0, y0))):
+                # scipy's initial step size would be NaN and its step loop would never end: stop here.
+                raise _NonFiniteVelocity(t0)
             kwargs = {"rtol": rtol, "atol": atol, "max_step": max_step}
             if first_step is not None:
                 kwargs["first_step"] = first_step
@@ -151,9 +186,8 @@ def integrate(
                 nsteps += 1
                 if solver.status == "failed":
                     status = "diverged" if nonfinite else "failed"
-                    message = f"integrator failed at t={solver.t:.6g} (step {nsteps}): {msg}"
-                    if nonfinite:
-                        message += f"; the velocity was first non-finite at t={nonfinite[0]:.6g}"
+                    message = (f"integrator failed at t={solver.t:.6g} (step {nsteps}): "
+                               f"{str(msg).rstrip('.')}{nonfinite_note()}")
                     break
                 y = solver.y
                 if not np.all(np.isfinite(y)) or np.max(np.abs(y)) > blowup:
@@ -172,18 +206,35 @@ def integrate(
                     bar.set_postfix_str(f"{solver.t:.3g}", refresh=False)
                     bar.refresh()
                 if max_steps is not None and nsteps >= max_steps and solver.status == "running":
-                    status, message = "failed", f"step budget of {max_steps} steps exhausted at t={solver.t:.6g}"
+                    status = "failed"
+                    message = f"step budget of {max_steps} steps exhausted at t={solver.t:.6g}"
                     break
                 if (max_wall_time is not None and solver.status == "running"
                         and time.perf_counter() - start > max_wall_time):
                     status = "failed"
                     message = f"wall-time budget of {max_wall_time:g} s exhausted at t={solver.t:.6g}"
                     break
+        except _NonFiniteVelocity:
+            status = "diverged"
+            if solver is None:
+                message = f"the velocity is not finite at the initial time t={t0:g}" + (
+                    f" ({errors[0]})" if errors else "")
+            else:
+                message = (f"the velocity stayed non-finite for {MAX_NONFINITE_EVALS} evaluations after "
+                           f"t={solver.t:.6g} (step {nsteps}){nonfinite_note()}")
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            if not nonfinite:  # not caused by a non-finite velocity: a genuine error, keep its traceback
+                raise
+            # implicit solvers (BDF, Radau, LSODA) may raise on a Jacobian or LU with NaN entries
+            status = "diverged"
+            message = (f"solver error at t={solver.t if solver is not None else t0:.6g} (step {nsteps}): "
+                       f"{type(exc).__name__}: {exc}{nonfinite_note()}")
         except KeyboardInterrupt:
             status = "interrupted"
             t_at = solver.t if solver is not None else t0
             message = f"interrupted by the user at t={t_at:.6g} (step {nsteps})"
         finally:
+            errstate.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
     return IntegrationResult(

@@ -100,7 +100,8 @@ class NuclearPenalty(Penalty):
 class SchattenRatioPenalty(Penalty):
     """R(W) = ‖W‖_{S_p}/‖W‖_{S_q}, ‖W‖_{S_p} = (Σσ_i^p)^{1/p} (Zhao22 Table 1; SPEC §2).
 
-    ∇R = ∇‖W‖_{S_p}/‖W‖_{S_q} − ‖W‖_{S_p}∇‖W‖_{S_q}/‖W‖_{S_q}², ∇‖W‖_{S_p} = ‖W‖_{S_p}^{1−p} U diag(σ^{p−1}) Vᵀ.
+    ∇R = ∇‖W‖_{S_p}/‖W‖_{S_q} − ‖W‖_{S_p}∇‖W‖_{S_q}/‖W‖_{S_q}²,
+    ∇‖W‖_{S_p} = ‖W‖_{S_p}^{1−p} U diag(σ^{p−1}) Vᵀ.
     """
 
     name: str = "schatten"
@@ -157,7 +158,8 @@ def make_penalty(spec: str) -> Penalty:
     if spec.startswith("schatten"):
         parts = spec.split(":")
         if len(parts) != 3:
-            raise BadInputError(f"--penalty schatten must be written schatten:P:Q (e.g. schatten:1/2:2/3), got {spec!r}")
+            raise BadInputError("--penalty schatten must be written schatten:P:Q (e.g. schatten:1/2:2/3), "
+                                f"got {spec!r}")
         try:
             p, q = _parse_fraction(parts[1]), _parse_fraction(parts[2])
         except (ValueError, ZeroDivisionError):

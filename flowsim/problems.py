@@ -149,7 +149,9 @@ def synthetic_problem(
     return CompletionProblem(W_star, mask, reduction, scale, desc)
 
 
-def full_observation_problem(W_star: np.ndarray, reduction: str = "sum", scale: float = 0.5) -> CompletionProblem:
+def full_observation_problem(
+    W_star: np.ndarray, reduction: str = "sum", scale: float = 0.5
+) -> CompletionProblem:
     """Every entry observed; with the defaults the loss is ½‖W − W*‖_F² (SPEC §3.6 analytic setting)."""
     W_star = np.asarray(W_star, dtype=float)
     return CompletionProblem(W_star, np.ones(W_star.shape, dtype=bool), reduction, scale, {"kind": "full"})
@@ -196,5 +198,6 @@ def problem_from_files(
             raise BadInputError(f"--mask must be boolean or 0/1, got dtype {M.dtype}")
         if not mask.any():
             raise BadInputError("--mask has no observed entry")
-    desc = {"kind": "files", "w_star": str(w_star_path), "mask": None if mask_path is None else str(mask_path)}
+    desc = {"kind": "files", "w_star": str(w_star_path),
+            "mask": None if mask_path is None else str(mask_path)}
     return CompletionProblem(W.astype(float), mask, reduction, scale, desc)

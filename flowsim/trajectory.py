@@ -1,4 +1,5 @@
-"""The trajectory result object and the run-directory contract (SPEC §7): ``run.json`` + ``trajectory.npz``."""
+"""The trajectory result object and the run-directory contract (SPEC §7): ``run.json`` and
+``trajectory.npz``."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class Trajectory:
     ) -> Trajectory:
         """Compute every metric at the end-product snapshots ``Ws`` (one SVD each)."""
         Ws = [np.asarray(W, dtype=float) for W in Ws]
-        m = metrics_along(Ws, problem)
+        with np.errstate(over="ignore"):  # a diverging run's norms may overflow to inf: record them as such
+            m = metrics_along(Ws, problem)
         return cls(
             t=np.asarray(t, dtype=float), sigma=m["sigma"],
             **{k: m[k] for k in _CORE[2:]},
@@ -127,7 +129,8 @@ def write_run(
     wall_time_s: float,
     extra_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``trajectory.npz`` then ``run.json`` into ``out_dir`` atomically (SPEC §7). Returns the folder."""
+    """Write ``trajectory.npz`` then ``run.json`` into ``out_dir`` atomically (SPEC §7); returns the
+    folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_savez(out / TRAJECTORY_NPZ, traj.arrays())
@@ -147,6 +150,8 @@ def load_run(run_dir: str | Path) -> tuple[Trajectory, dict[str, Any]]:
     """Read a run directory back: (trajectory, the ``run.json`` dictionary)."""
     d = Path(run_dir)
     info = read_json(d / RUN_JSON)
+    if not isinstance(info, dict):
+        raise ValueError(f"{d / RUN_JSON} does not hold a JSON object")
     with np.load(d / TRAJECTORY_NPZ, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return Trajectory.from_arrays(arrays, info), info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,15 @@ from ..problems import REDUCTIONS, CompletionProblem, problem_from_files, synthe
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit code 2 (no usage dump)."""
+    """An ArgumentParser whose errors are one line on stderr and exit code 2 (no usage dump).
+
+    Values such as ``-1e-3`` or ``-inf`` are read as (negative) numbers, not as unknown options, so that
+    ``--atol -1e-3`` is reported as an out-of-range value rather than as a missing argument.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -30,6 +39,9 @@ def make_parser(prog: str, description: str) -> OneLineParser:
     """A parser for one subcommand."""
     return OneLineParser(prog=prog, description=description,
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
 # ---- argument types: each raises ArgumentTypeError -> one line, exit 2 ---------------------------------
@@ -87,6 +99,14 @@ def finite_float(text: str) -> float:
     return _finite(text)
 
 
+def unit_interval_float(text: str) -> float:
+    """A number in [0, 1) (Adam's β₁, β₂)."""
+    v = _finite(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return v
+
+
 def size_arg(text: str) -> tuple[int, int]:
     """``M`` (square) or ``MxN``."""
     parts = text.lower().split("x")
@@ -131,8 +151,10 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
                    help="number of observed entries, or 'all'")
     g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the problem and initialization")
     g.add_argument("--reduction", choices=REDUCTIONS, default="mean", help="loss reduction over Ω")
-    g.add_argument("--loss-scale", type=positive_float, default=1.0, metavar="C", help="constant c of the loss")
-    g.add_argument("--w-star", default=None, metavar="FILE.npy", help="user ground truth (overrides --size/--rank)")
+    g.add_argument("--loss-scale", type=positive_float, default=1.0, metavar="C",
+                   help="constant c of the loss")
+    g.add_argument("--w-star", default=None, metavar="FILE.npy",
+                   help="user ground truth (overrides --size/--rank)")
     g.add_argument("--mask", default=None, metavar="FILE.npy", help="user observation mask (with --w-star)")
 
 
@@ -144,13 +166,16 @@ def add_model_args(p: argparse.ArgumentParser, *, default_init: str = "balanced-
                    help="explicit penalty R(W)")
     g.add_argument("--lam", type=nonneg_float, default=0.0, metavar="L", help="penalty strength λ ≥ 0")
     g.add_argument("--init", choices=INIT_NAMES, default=default_init, help="initialization (SPEC §8)")
-    g.add_argument("--init-scale", type=nonneg_float, default=1e-3, metavar="A", help="initialization scale α")
-    g.add_argument("--init-seed", type=nonneg_int, default=None, help="seed of the initialization (default --seed)")
+    g.add_argument("--init-scale", type=nonneg_float, default=1e-3, metavar="A",
+                   help="initialization scale α")
+    g.add_argument("--init-seed", type=nonneg_int, default=None,
+                   help="seed of the initialization (default --seed)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
     """``--out`` and ``--quiet``."""
-    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/COMMAND-TIMESTAMP)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (default runs/COMMAND-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -161,7 +186,25 @@ def problem_from_args(args: argparse.Namespace) -> CompletionProblem:
     if args.w_star is not None:
         return problem_from_files(args.w_star, args.mask, args.reduction, args.loss_scale)
     m, n = args.size
-    return synthetic_problem(m, n, args.rank, args.observed, args.seed, args.reduction, args.loss_scale)
+    too_big = BadInputError(f"--size {m}x{n} does not fit in memory; use a smaller --size")
+    if _MATRIX_COPIES * 8 * m * n > _physical_memory():
+        raise too_big
+    try:
+        return synthetic_problem(m, n, args.rank, args.observed, args.seed, args.reduction, args.loss_scale)
+    except MemoryError:
+        raise too_big from None
+
+
+#: m×n float64 arrays a run holds at once at least (W*, mask weights, W, gradient, SVD factors, solver stages)
+_MATRIX_COPIES = 8
+
+
+def _physical_memory() -> float:
+    """Bytes of physical memory (inf where the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
 
 
 def penalty_from_args(args: argparse.Namespace) -> Penalty:
@@ -187,14 +230,22 @@ def prepare_out_dir(out: str | None, command: str) -> Path:
         while path.exists():
             k += 1
             path = base.with_name(f"{base.name}-{k}")
+    elif not str(out).strip():
+        raise BadInputError("--out must be a folder path, got an empty string")
     else:
         path = Path(out)
     if path.exists() and not path.is_dir():
         raise BadInputError(f"--out {path} exists and is not a directory")
     parent = path if path.exists() else next((q for q in path.absolute().parents if q.exists()), Path("/"))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir():
+        raise BadInputError(f"--out {path} is not writable ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInputError(f"--out {path} is not writable")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BadInputError(f"--out {path} cannot be created ({reason})") from None
     return path
 
 

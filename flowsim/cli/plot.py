@@ -25,6 +25,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[Path]:
     """Plot ``run_dir``; returns the PNG paths written."""
+    from ..io import read_json
     from ..plotting import plot_trajectory
     from ..trajectory import RUN_JSON, TRAJECTORY_NPZ, load_run
 
@@ -34,17 +35,28 @@ def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[
     info_path = d / RUN_JSON
     if not info_path.is_file():
         raise BadInputError(f"{d} is not a run directory (no {RUN_JSON})")
+    if output is not None:
+        out_parent = Path(output).absolute().parent
+        if not out_parent.is_dir():
+            raise BadInputError(f"--output {output}: folder {out_parent} does not exist")
+    try:
+        info = read_json(info_path)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{info_path} is not valid JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict):
+        raise BadInputError(f"{info_path} does not hold a JSON object")
+    cmd = info.get("command")
     written: list[Path] = []
-    cmd = None
     if (d / TRAJECTORY_NPZ).is_file():
-        traj, info = load_run(d)
-        cmd = info.get("command")
+        try:
+            traj, info = load_run(d)
+        except KeyError as exc:
+            raise BadInputError(f"{d / TRAJECTORY_NPZ} lacks the array {exc.args[0]!r}") from None
+        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file is bad input
+            raise BadInputError(f"{d / TRAJECTORY_NPZ} is unreadable or truncated "
+                                f"({type(exc).__name__}: {exc})") from None
         written.append(plot_trajectory(traj, output or d / "trajectory.png", title=_title(info),
                                        time_label="t = kη" if cmd == "train" else "t (flow time)"))
-    else:
-        from ..io import read_json
-
-        cmd = read_json(info_path).get("command")
     if cmd in EXTRA_PLOTTERS:
         mod, fn = EXTRA_PLOTTERS[cmd].split(":")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from .common import (
     positive_int,
     prepare_out_dir,
     problem_from_args,
+    unit_interval_float,
 )
 
 
@@ -38,8 +40,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="state: end product W (§3.1) or layer factors (§3.3)")
     g.add_argument("--lr", type=positive_float, default=0.01, metavar="E",
                    help="step size η of the discrete optimizer a flow models (gd-modified, adam-*)")
-    g.add_argument("--beta1", type=float, default=0.9, help="Adam β₁ (adam-* flows)")
-    g.add_argument("--beta2", type=float, default=0.999, help="Adam β₂ (adam-* flows)")
+    g.add_argument("--beta1", type=unit_interval_float,
+                   default=0.9, help="Adam β₁ in [0, 1) (adam-* flows)")
+    g.add_argument("--beta2", type=unit_interval_float,
+                   default=0.999, help="Adam β₂ in [0, 1) (adam-* flows)")
     g.add_argument("--adam-eps", type=positive_float, default=1e-8, help="Adam ε (adam-* flows)")
     g.add_argument("--t-end", type=positive_float, default=DEFAULT_T_END, metavar="T", help="horizon")
     g.add_argument("--n-save", type=positive_int, default=200, help="number of log-spaced saving times")
@@ -47,7 +51,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--atol", type=positive_float, default=DEFAULT_ATOL, help="absolute tolerance")
     g.add_argument("--method", choices=tuple(SOLVERS), default="DOP853", help="scipy solver")
     g.add_argument("--max-steps", type=positive_int, default=None, help="step budget")
-    g.add_argument("--max-wall-time", type=positive_float, default=None, metavar="SECONDS", help="wall-time budget")
+    g.add_argument("--max-wall-time", type=positive_float, default=None, metavar="SECONDS",
+                   help="wall-time budget")
     g.add_argument("--save-matrices", action="store_true", help="also save W(t) at every saved time")
     add_output_args(p)
     return p
@@ -76,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
         from ..plotting import plot_trajectory
         from .plot import _title
 
-        png = plot_trajectory(traj, out / "trajectory.png", title=_title({"command": "simulate", "params": params}))
+        png = plot_trajectory(traj, out / "trajectory.png",
+                              title=_title({"command": "simulate", "params": params}))
     if not args.quiet:
         print(summary(traj, out, wall, png))
     elif traj.status != "ok":
-        print(f"flowsim simulate: {traj.status}: {traj.message}")
+        print(f"flowsim simulate: {traj.status}: {traj.message}", file=sys.stderr)
     return exit_code_for(traj.status)
 
 
@@ -92,7 +98,8 @@ def summary(traj, out, wall: float, png) -> str:
         f"status       {traj.status} ({traj.message})",
         f"final t      {f.get('t', float('nan')):.4g}",
         f"loss         {f.get('loss', float('nan')):.4e}",
-        f"test error   {f.get('test_error', float('nan')):.4e} (relative), RMSE {f.get('test_rmse', float('nan')):.4e}",
+        f"test error   {f.get('test_error', float('nan')):.4e} (relative), "
+        f"RMSE {f.get('test_rmse', float('nan')):.4e}",
         f"erank        {f.get('erank', float('nan')):.4f}",
         f"top σ        {top}",
         f"nfev         {traj.stats.get('nfev')}   steps {traj.stats.get('steps')}",
