@@ -54,7 +54,7 @@ TRAIN_CASES = [
     _case(TRAIN, "device unknown", ["--device", "tpu"], "--device: invalid choice: 'tpu' (choose from"),
     _case(TRAIN, "dtype unknown", ["--dtype", "float16"], "--dtype: invalid choice: 'float16'"),
     _case(
-        TRAIN, "beta1 outside [0, 1)", ["--optimizer", "adam", "--beta1", "1.5"], "beta1 must lie in [0, 1)"
+        TRAIN, "beta1 outside [0, 1)", ["--optimizer", "adam", "--beta1", "1.5"], "--beta1 must lie in [0, 1), got 1.5"
     ),
     _case(TRAIN, "eps negative", ["--eps", "-1"], "--eps: must be a finite number ≥ 0"),
     _case(TRAIN, "check-every 0", ["--check-every", "0"], "--check-every: must be a positive integer"),
@@ -103,6 +103,8 @@ RAZIN_CASES = [
     _case(RAZIN, "init-scale 0", ["--init-scale", "0"], "--init-scale: must be a finite number > 0"),
     _case(RAZIN, "rtol 0", ["--rtol", "0"], "--rtol: must be a finite number > 0"),
     _case(RAZIN, "z NaN", ["--z", "nan"], "--z: must be a finite number"),
+    _case(RAZIN, "z zero", ["--z", "0"], "--z must be nonzero"),
+    _case(RAZIN, "zp zero", ["--zp", "0"], "--zp must be nonzero"),
     _case(RAZIN, "method not stiff", ["--method", "DOP853"], "--method: invalid choice: 'DOP853'"),
     _case(
         RAZIN,

@@ -69,6 +69,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> tuple[rz.RazinData, float, int]:
+    for name, v in (("--z", args.z), ("--zp", args.zp)):
+        if v == 0:
+            raise BadInputError(f"{name} must be nonzero (RC20's checks use sign(z·z′) and the rank-1 "
+                                f"completion z·z′/ε), got 0")
     data = rz.RazinData(args.z, args.zp, args.eps)
     scale = rz.DEFAULT_INIT_SCALE[args.init] if args.init_scale is None else args.init_scale
     sign = 1 if args.det == "pos" else -1

@@ -92,7 +92,8 @@ class BatchedOptimizer:
             raise BadInputError("weight_decay must be ≥ 0")
         for b in ("beta1", "beta2", "alpha"):
             if b in self.h and torch.any((self.h[b] < 0) | (self.h[b] >= 1)):
-                raise BadInputError(f"{b} must lie in [0, 1)")
+                bad = self.h[b][(self.h[b] < 0) | (self.h[b] >= 1)].flatten()[0].item()
+                raise BadInputError(f"--{b} must lie in [0, 1), got {bad:g}")
         if "eps" in self.h and torch.any(self.h["eps"] < 0):
             raise BadInputError("eps must be ≥ 0")
         if "momentum" in self.h and torch.any(self.h["momentum"] < 0):
