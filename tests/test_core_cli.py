@@ -77,3 +77,11 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+def test_no_plot_skips_only_the_png(tmp_path):
+    out = tmp_path / "np"
+    assert main(["simulate", *SMALL, "--t-end", "20", "--no-plot", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"run.json", "trajectory.npz"}
+    assert main(["plot", str(out)]) == 0
+    assert (out / "trajectory.png").is_file()

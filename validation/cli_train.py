@@ -11,6 +11,7 @@ import torch
 
 from flowsim.cli.common import (
     add_model_args,
+    add_no_plot_arg,
     add_output_args,
     add_problem_args,
     exit_code_for,
@@ -114,6 +115,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--save-matrices", action="store_true", help="also save W at every recorded iteration")
     add_device_args(p)
     add_output_args(p)
+    add_no_plot_arg(p)
     return p
 
 
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         out, traj, command="train", params=params, wall_time_s=wall, extra_info={"time_map": "t_k = k * lr"}
     )
     png = None
-    if len(traj) > 1:
+    if len(traj) > 1 and not args.no_plot:
         from flowsim.cli.plot import _title
         from flowsim.plotting import plot_trajectory
 

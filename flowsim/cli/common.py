@@ -179,6 +179,11 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
+def add_no_plot_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-plot``: skip the PNG (``flowsim plot DIR`` makes it later); sweeps pass it."""
+    p.add_argument("--no-plot", action="store_true", help="do not write trajectory.png")
+
+
 def problem_from_args(args: argparse.Namespace) -> CompletionProblem:
     """Build the problem described by the problem options."""
     if args.mask is not None and args.w_star is None:

@@ -14,6 +14,7 @@ from ..simulate import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_T_END, simulate
 from ..trajectory import write_run
 from .common import (
     add_model_args,
+    add_no_plot_arg,
     add_output_args,
     add_problem_args,
     exit_code_for,
@@ -55,6 +56,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="wall-time budget")
     g.add_argument("--save-matrices", action="store_true", help="also save W(t) at every saved time")
     add_output_args(p)
+    add_no_plot_arg(p)
     return p
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     write_run(out, traj, command="simulate", params=params, wall_time_s=wall)
     png = None
-    if len(traj) > 1:
+    if len(traj) > 1 and not args.no_plot:
         from ..plotting import plot_trajectory
         from .plot import _title
 

@@ -63,6 +63,10 @@ class SweepOutcome:
 
 # ---- run directories ------------------------------------------------------------------------------------
 
+#: commands whose PNG is skipped inside a sweep (``flowsim plot DIR`` makes it on demand)
+NO_PLOT = ("simulate", "train")
+
+
 def point_dir(out: str | Path, pid: str) -> Path:
     """The run directory of point ``pid`` in the sweep folder ``out``."""
     return Path(out) / POINTS_DIR / pid
@@ -138,7 +142,7 @@ def run_point(command: str, argv: Sequence[str], params: dict, run_dir: str) -> 
                     raise BadInputError(message)
 
                 parser.error = error  # type: ignore[method-assign]
-                full = [*argv, "--out", str(d), "--quiet"]
+                full = [*argv, "--out", str(d), "--quiet", *(["--no-plot"] if command in NO_PLOT else [])]
                 args = parser.parse_args(full)
                 saved_argv = sys.argv
                 sys.argv = ["flowsim", command, *full]  # run.json records the equivalent command line
