@@ -21,7 +21,9 @@ def effective_rank(s: np.ndarray) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def matrix_metrics(W: np.ndarray, problem: CompletionProblem, s: np.ndarray | None = None) -> dict[str, float]:
+def matrix_metrics(
+    W: np.ndarray, problem: CompletionProblem, s: np.ndarray | None = None
+) -> dict[str, float]:
     """Scalar metrics of SPEC §1.3 at W: loss, relative test error, test RMSE, erank, norms, det (square)."""
     if s is None:
         s = np.linalg.svd(W, compute_uv=False)

@@ -26,7 +26,12 @@ def _positive_time(t: np.ndarray) -> np.ndarray:
 
 
 def plot_trajectory(
-    traj: Trajectory, path: str | Path, *, title: str = "", highlight: int = 5, time_label: str = "t (flow time)"
+    traj: Trajectory,
+    path: str | Path,
+    *,
+    title: str = "",
+    highlight: int = 5,
+    time_label: str = "t (flow time)",
 ) -> Path:
     """One PNG with four panels over log time: σ_i(t) (top ``highlight`` bold, the rest faint), erank(t),
     test error(t) and loss(t)."""

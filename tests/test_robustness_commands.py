@@ -54,7 +54,8 @@ TRAIN_CASES = [
     _case(TRAIN, "device unknown", ["--device", "tpu"], "--device: invalid choice: 'tpu' (choose from"),
     _case(TRAIN, "dtype unknown", ["--dtype", "float16"], "--dtype: invalid choice: 'float16'"),
     _case(
-        TRAIN, "beta1 outside [0, 1)", ["--optimizer", "adam", "--beta1", "1.5"], "--beta1 must lie in [0, 1), got 1.5"
+        TRAIN, "beta1 outside [0, 1)", ["--optimizer", "adam", "--beta1", "1.5"],
+        "--beta1 must lie in [0, 1), got 1.5",
     ),
     _case(TRAIN, "eps negative", ["--eps", "-1"], "--eps: must be a finite number ≥ 0"),
     _case(TRAIN, "check-every 0", ["--check-every", "0"], "--check-every: must be a positive integer"),

@@ -23,7 +23,9 @@ class EndProductFlow(Flow):
     name = "gf"
     model = "end-product"
 
-    def __init__(self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0):
+    def __init__(
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0
+    ):
         self.problem = problem
         self.depth = int(depth)
         self.penalty = penalty if penalty is not None else Penalty()
@@ -50,7 +52,9 @@ class LayerwiseFlow(Flow):
     name = "gf"
     model = "layers"
 
-    def __init__(self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0):
+    def __init__(
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0
+    ):
         self.problem = problem
         self.depth = int(depth)
         self.penalty = penalty if penalty is not None else Penalty()

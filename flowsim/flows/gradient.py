@@ -15,7 +15,7 @@ from ..problems import CompletionProblem
 
 
 def end_product_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
-    """K_kl = Σ_{j=1}^{N} σ_k^{2(j−1)/N} σ_l^{2(N−j)/N} (SPEC §3.1; ACH18 Thm. 1, Zhao22 Eq. 4 in the SVD basis).
+    """K_kl = Σ_{j=1}^{N} σ_k^{2(j−1)/N} σ_l^{2(N−j)/N} (SPEC §3.1; ACH18 Thm. 1, Zhao22 Eq. 4, SVD basis).
 
     σ is padded with zeros to length m (rows) and n (columns), with 0⁰ = 1, so K represents P_W on the
     full space even when W is singular. The geometric sum equals (σ_k² − σ_l²)/(σ_k^{2/N} − σ_l^{2/N}) for
@@ -53,7 +53,7 @@ def full_svd(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def apply_end_product_preconditioner(
     W: np.ndarray, X: np.ndarray, depth: int, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """P_W(X) = Σ_j (WWᵀ)^{(j−1)/N} X (WᵀW)^{(N−j)/N} = U (K ∘ UᵀXV) Vᵀ (SPEC §3.1; ACH18 Eq. 4 / Zhao22 Eq. 4).
+    """P_W(X) = Σ_j (WWᵀ)^{(j−1)/N} X (WᵀW)^{(N−j)/N} = U (K ∘ UᵀXV) Vᵀ (SPEC §3.1; ACH18 / Zhao22 Eq. 4).
 
     In vec form: vec(P_W(X)) = [Σ_j (WᵀW)^{(N−j)/N} ⊗ (WWᵀ)^{(j−1)/N}] vec(X) (column-major vec).
     """
