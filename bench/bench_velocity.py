@@ -3,32 +3,72 @@
     python bench/bench_velocity.py [--n 100] [--depth 3] [--kron-n 30] [--repeat 7]
 
 Ratios (goal in brackets):
-  end-product velocity (SVD basis, SPEC §3.1) / one numpy.linalg.svd of the same matrix   [≤ 1.5]
-  end-product velocity / layer-wise velocity (SPEC §3.3)
-  layer-wise velocity / 2N matrix products of the same size                               [≤ 1.5]
+  end-product velocity (SVD basis, SPEC §3.1) / one LAPACK SVD (numpy.linalg.svd) of the same matrix  [≤ 1.5]
+  layer-wise velocity (SPEC §3.3) / 2N matrix products of the same size                               [≤ 1.5]
+  end-product velocity / layer-wise velocity (what the automatic choice of flowsim.flows.auto saves)
+  before/after: the issue-2 implementations (kept below as ``_issue2_*``) / the current ones
   explicit-Kronecker evaluation of P_W vec(G) / SVD-basis evaluation, at n = kron-n
+BLAS threads are pinned by bench/_common.py (FLOWSIM_BENCH_THREADS, default 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import sys
-import timeit
 
+import _common  # before numpy: pins the BLAS threads
 import numpy as np
 
-from flowsim import end_product_velocity, init_factors, layerwise_velocity, synthetic_problem
+from flowsim import LayerwiseFlow, end_product_velocity, init_factors, layerwise_velocity, synthetic_problem
 from flowsim.factors import end_product
+from flowsim.flows.auto import choose_formulation
 
 
 def _time(fn, repeat: int) -> float:
     """Median over ``repeat`` rounds of the mean time per call (seconds)."""
-    timer = timeit.Timer(fn)
-    number, _ = timer.autorange()
-    number = max(1, number)
-    return statistics.median(t / number for t in timer.repeat(repeat=repeat, number=number))
+    return _common.median_time(fn, repeat=repeat)
+
+
+def _issue2_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
+    """The issue-2 kernel K = Σ_j a^{j−1} ⊗ b^{N−j} as N outer products (before issue 8)."""
+    m, n = shape
+    a, b = np.zeros(m), np.zeros(n)
+    r = s.size
+    tau = max(m, n) * np.finfo(float).eps * (float(s[0]) if r else 0.0)
+    a[:r] = np.where(s > tau, s, 0.0) ** (2.0 / depth)
+    b[:r] = a[:r]
+    a_pows, b_pows = [np.ones(m)], [np.ones(n)]
+    for _ in range(depth - 1):
+        a_pows.append(a_pows[-1] * a)
+        b_pows.append(b_pows[-1] * b)
+    K = np.zeros((m, n))
+    for j in range(1, depth + 1):
+        K += np.outer(a_pows[j - 1], b_pows[depth - j])
+    return K
+
+
+def _issue2_end_product_velocity(W, problem, depth):
+    """Ẇ = −U (K ∘ UᵀGV) Vᵀ as implemented in issue 2 (SVD also at N = 1, kernel by outer products)."""
+    U, s, Vt = np.linalg.svd(W, full_matrices=True)
+    Gt = U.T @ problem.grad(W) @ Vt.T
+    return -(U @ (_issue2_kernel(s, W.shape, depth) * Gt) @ Vt)
+
+
+def _issue2_layerwise_velocity(factors, problem):
+    """Ẇ_j = −W_{N:j+1}ᵀ G W_{j−1:1}ᵀ as implemented in issue 2: prefix and suffix products starting from
+    identities, then two products per layer (≈ 4N + 2 products, N = 3: 14)."""
+    n, m = factors[0].shape[1], factors[-1].shape[0]
+    pre = [np.eye(n)]
+    for F in factors:
+        pre.append(F @ pre[-1])
+    suf = [np.eye(m)]
+    for F in reversed(factors):
+        suf.append(suf[-1] @ F)
+    suf = suf[::-1]
+    W = factors[0]
+    for F in factors[1:]:
+        W = F @ W
+    G = problem.grad(W)
+    return [-(suf[j + 1].T @ G @ pre[j].T) for j in range(len(factors))]
 
 
 def _kron_velocity(W: np.ndarray, G: np.ndarray, depth: int) -> np.ndarray:
@@ -55,11 +95,32 @@ def main(argv: list[str] | None = None) -> None:
     problem = synthetic_problem(n, n, rank=5, observed=int(0.2 * n * n), seed=0)
     factors = init_factors("balanced-gaussian", (n, n), N, scale=1.0, seed=0)
     W = end_product(factors)
-    t_svd = _time(lambda: np.linalg.svd(W), a.repeat)
-    t_ep = _time(lambda: end_product_velocity(W, problem, N), a.repeat)
-    t_lw = _time(lambda: layerwise_velocity(factors, problem), a.repeat)
     A = factors[0]
-    t_mm = _time(lambda: [A @ A for _ in range(2 * N)], a.repeat)
+    flow = LayerwiseFlow(problem, N)
+    y = flow.initial_state(factors)
+
+    def issue2_flow_call() -> np.ndarray:
+        return np.concatenate([v.ravel() for v in _issue2_layerwise_velocity(factors, problem)])
+
+    W1 = factors[0]
+    # every time below comes from interleaved rounds (a load drift hits all sides of each ratio alike)
+    (t_svd, t_ep, t_lw, t_mm, t_ep_old, t_lw_old, t_flow, t_flow_old) = _common.paired_times([
+        lambda: np.linalg.svd(W),
+        lambda: end_product_velocity(W, problem, N),
+        lambda: layerwise_velocity(factors, problem),
+        lambda: [A @ A for _ in range(2 * N)],
+        lambda: _issue2_end_product_velocity(W, problem, N),
+        lambda: _issue2_layerwise_velocity(factors, problem),
+        lambda: flow(0.0, y),
+        issue2_flow_call,
+    ], repeat=a.repeat)
+    t_ep1, t_ep1_old = _common.paired_times([lambda: end_product_velocity(W1, problem, 1),
+                                             lambda: _issue2_end_product_velocity(W1, problem, 1)],
+                                            repeat=a.repeat)
+    assert np.allclose(_issue2_end_product_velocity(W, problem, N), end_product_velocity(W, problem, N))
+    assert all(np.allclose(x, y) for x, y in zip(_issue2_layerwise_velocity(factors, problem),
+                                                 layerwise_velocity(factors, problem)))
+    picked, why = choose_formulation(factors)
 
     k = a.kron_n
     pk = synthetic_problem(k, k, rank=5, observed=int(0.2 * k * k), seed=0)
@@ -69,22 +130,27 @@ def main(argv: list[str] | None = None) -> None:
     assert np.allclose(_kron_velocity(Wk, pk.grad(Wk), N), end_product_velocity(Wk, pk, N), atol=1e-10)
 
     rows = [
-        (f"end-product velocity / numpy SVD (n={n}, N={N})", t_ep / t_svd, "≤ 1.5"),
-        (f"end-product velocity / layer-wise velocity (n={n}, N={N})", t_ep / t_lw, ""),
-        (f"layer-wise velocity / {2 * N} matrix products (n={n})", t_lw / t_mm, "≤ 1.5"),
+        (f"end-product velocity / LAPACK SVD (n={n}, N={N})", t_ep / t_svd, "≤ 1.5"),
+        (f"layer-wise velocity / {2 * N} matrix products (n={n}, N={N})", t_lw / t_mm, "≤ 1.5"),
+        (f"end-product velocity / layer-wise velocity (n={n}, N={N}); auto picks {picked}", t_ep / t_lw, ""),
+        ("before/after: end-product velocity, issue 2 / now", t_ep_old / t_ep, ""),
+        ("before/after: layer-wise velocity, issue 2 / now", t_lw_old / t_lw, ""),
+        ("before/after: LayerwiseFlow velocity, flat state (in place now)", t_flow_old / t_flow, ""),
+        (f"LayerwiseFlow velocity on the flat state / {2 * N} matrix products", t_flow / t_mm, "≤ 1.5"),
+        ("before/after: end-product velocity at N = 1 (no SVD now), issue 2 / now", t_ep1_old / t_ep1, ""),
         (f"explicit Kronecker / SVD basis (n={k}, N={N})", t_kron / t_ep_k, ""),
     ]
-    print(f"# velocity benchmark  (python {platform.python_version()}, numpy {np.__version__})")
-    print(f"# command: python {' '.join(sys.argv)}")
-    print(f"# times: svd {t_svd * 1e3:.3f} ms, end-product {t_ep * 1e3:.3f} ms, "
-          f"layer-wise {t_lw * 1e3:.3f} ms, "
+    print(_common.header("benchmark 2: velocity evaluation cost"))
+    print(f"# times: svd {t_svd * 1e3:.3f} ms, end-product {t_ep * 1e3:.3f} ms "
+          f"(issue 2: {t_ep_old * 1e3:.3f}), "
+          f"layer-wise {t_lw * 1e3:.3f} ms (issue 2: {t_lw_old * 1e3:.3f}), "
           f"{2 * N} matmuls {t_mm * 1e3:.3f} ms, kron(n={k}) {t_kron * 1e3:.1f} ms, end-product(n={k}) "
           f"{t_ep_k * 1e3:.3f} ms")
+    print(f"# automatic choice for balanced-gaussian factors, no penalty: {picked} ({why})")
     print("| ratio | value | goal |")
     print("|---|---|---|")
     for name, r, goal in rows:
         print(f"| {name} | {r:.2f} | {goal} |")
-
 
 if __name__ == "__main__":
     main()

@@ -20,19 +20,25 @@ def end_product(factors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def prefix_products(factors: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """[W_{0:1}, W_{1:1}, …, W_{N:1}] with W_{0:1} = I_n (the products of the first j factors)."""
+    """[W_{0:1}, W_{1:1}, …, W_{N:1}] with W_{0:1} = I_n (the products of the first j factors).
+
+    N − 1 matrix products: W_{1:1} is W_1 itself (the same array, not a copy).
+    """
     n = factors[0].shape[1]
-    out = [np.eye(n)]
-    for F in factors:
+    out = [np.eye(n), factors[0]]
+    for F in factors[1:]:
         out.append(F @ out[-1])
     return out
 
 
 def suffix_products(factors: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """[W_{N:1}, W_{N:2}, …, W_{N:N+1}] with W_{N:N+1} = I_m (products of the last N−j factors)."""
+    """[W_{N:1}, W_{N:2}, …, W_{N:N+1}] with W_{N:N+1} = I_m (products of the last N−j factors).
+
+    N − 1 matrix products: W_{N:N} is W_N itself (the same array, not a copy).
+    """
     m = factors[-1].shape[0]
-    out = [np.eye(m)]
-    for F in reversed(factors):
+    out = [np.eye(m), factors[-1]]
+    for F in reversed(factors[:-1]):
         out.append(out[-1] @ F)
     return out[::-1]
 

@@ -38,7 +38,8 @@ def plot_trajectory(
     plt = _mpl()
     idx = _positive_time(traj.t)
     t = traj.t[idx]
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.2), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.2))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.92, wspace=0.25, hspace=0.3)
     ax = axes[0, 0]
     sig = traj.sigma[idx]
     k = sig.shape[1]

@@ -52,6 +52,10 @@ def simulate(
     Ws = [flow.end_product(y) for y in res.y]
     stats = res.stats()
     stats["integration_nfev"] = res.nfev
+    # which state the velocity was evaluated on (``auto`` flows record their choice, issue 8)
+    stats["formulation"] = getattr(flow, "formulation", None) or flow.model
+    if getattr(flow, "formulation_reason", ""):
+        stats["formulation_reason"] = flow.formulation_reason
     traj = Trajectory.from_snapshots(res.t, Ws, flow.problem, save_matrices=save_matrices, status=res.status,
                                      message=res.message, stats=stats, W0=end_product(factors))
     return traj

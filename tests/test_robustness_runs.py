@@ -21,7 +21,7 @@ from flowsim.integrator import MAX_NONFINITE_EVALS, SOLVERS, integrate
 from flowsim.io import atomic_savez, atomic_write_json
 
 SMALL = ["simulate", "--size", "8x6", "--rank", "2", "--observed", "30", "--depth", "3",
-         "--init-scale", "0.1", "--t-end", "50", "--n-save", "30", "--quiet"]
+         "--init-scale", "0.1", "--t-end", "50", "--n-save", "30", "--quiet", "--model", "end-product"]
 
 
 def _load(out: Path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -37,8 +37,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add_model_args(p)
     g = p.add_argument_group("dynamics and integration")
     g.add_argument("--flow", choices=FLOW_NAMES, default="gf", help="continuous-time model (SPEC §3)")
-    g.add_argument("--model", choices=MODEL_NAMES, default="end-product",
-                   help="state: end product W (§3.1) or layer factors (§3.3)")
+    g.add_argument("--model", choices=MODEL_NAMES, default="auto",
+                   help="state: end product W (§3.1), layer factors (§3.3), or auto: the cheaper exact one "
+                        "(--flow gf; recorded in run.json stats.formulation)")
     g.add_argument("--lr", type=positive_float, default=0.01, metavar="E",
                    help="step size η of the discrete optimizer a flow models (gd-modified, adam-*)")
     g.add_argument("--beta1", type=unit_interval_float,

@@ -19,7 +19,7 @@ from .gradient import (
 )
 
 FLOW_NAMES = ("gf", "gd-modified", "adam-printed", "adam-layer", "adam-ode")
-MODEL_NAMES = ("end-product", "layers")
+MODEL_NAMES = ("end-product", "layers", "auto")
 
 
 def make_flow(
@@ -35,6 +35,10 @@ def make_flow(
     if model not in MODEL_NAMES:
         raise BadInputError(f"--model must be one of {'|'.join(MODEL_NAMES)}, got {model!r}")
     if name == "gf":
+        if model == "auto":
+            from .auto import AutoGradientFlow
+
+            return AutoGradientFlow(problem, depth, penalty, lam)
         cls = EndProductFlow if model == "end-product" else LayerwiseFlow
         return cls(problem, depth, penalty, lam)
     # adam-layer, adam-ode and gd-modified always run on the layer factors and adam-printed on the end

@@ -11,7 +11,7 @@ from ..factors import end_product, layer_dims
 from ..penalties import Penalty
 from ..problems import CompletionProblem
 from .base import Flow
-from .gradient import FactorPacker, end_product_velocity, layerwise_velocity
+from .gradient import FactorPacker, end_product_velocity, layerwise_velocity_into
 
 
 class EndProductFlow(Flow):
@@ -75,8 +75,11 @@ class LayerwiseFlow(Flow):
         return end_product(self.layer_factors(y))
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        vel = layerwise_velocity(self.layer_factors(y), self.problem, self.penalty, self.lam)
-        return np.concatenate([v.ravel() for v in vel])
+        assert self.packer is not None, "call initial_state first"
+        out = np.empty(self.packer.size)  # fresh: the solver keeps the velocities it is given
+        layerwise_velocity_into(self.layer_factors(y), self.problem, self.packer.unpack(out), self.penalty,
+                                self.lam)
+        return out
 
     def describe(self) -> dict[str, Any]:
         d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..factors import end_product, prefix_products, suffix_products
+from ..factors import prefix_products
 from ..penalties import Penalty
 from ..problems import CompletionProblem
 
@@ -27,22 +27,19 @@ def end_product_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.
     ε_mach·σ_1 into ε_mach^{1/N}·σ_1^{2/N}.
     """
     m, n = shape
+    if depth == 1:
+        return np.ones((m, n))
     a = np.zeros(m)
     b = np.zeros(n)
     r = s.size
     tau = max(m, n) * np.finfo(float).eps * (float(s[0]) if r else 0.0)
     a[:r] = np.where(s > tau, s, 0.0) ** (2.0 / depth)
     b[:r] = a[:r]
-    # powers a^0..a^{N-1}, b^0..b^{N-1} with 0**0 = 1
-    a_pows = [np.ones(m)]
-    b_pows = [np.ones(n)]
-    for _ in range(depth - 1):
-        a_pows.append(a_pows[-1] * a)
-        b_pows.append(b_pows[-1] * b)
-    K = np.zeros((m, n))
-    for j in range(1, depth + 1):
-        K += np.outer(a_pows[j - 1], b_pows[depth - j])
-    return K
+    # rows a^0..a^{N−1} and b^{N−1}..b^0 (numpy: 0.0**0 = 1); K = Σ_j a^{j−1} ⊗ b^{N−j} = Aᵀ B, one product
+    powers = np.arange(depth, dtype=float)[:, None]
+    A = a[None, :] ** powers
+    B = b[None, :] ** powers[::-1]
+    return A.T @ B
 
 
 def full_svd(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,12 +71,17 @@ def end_product_velocity(
     Zhao22 Eq. 4). Evaluated as Ẇ = −U (K ∘ G̃) Vᵀ with G̃ = UᵀGV; the spectral penalty adds λ g(σ) to the
     diagonal of G̃ (its gradient is U diag(g) Vᵀ). Cost: one SVD plus four m×n matrix products.
     """
+    penalized = penalty is not None and lam != 0.0 and not penalty.is_zero
+    if depth == 1 and not penalized:  # P_W = identity: no SVD needed
+        return -problem.grad(W)
     U, s, Vt = full_svd(W) if svd is None else svd
     Gt = U.T @ problem.grad(W) @ Vt.T
-    if penalty is not None and lam != 0.0 and not penalty.is_zero:
+    if penalized:
         r = s.size
         Gt[np.arange(r), np.arange(r)] += lam * penalty.spectral_grad(s, W.shape)
-    return -(U @ (end_product_kernel(s, W.shape, depth) * Gt) @ Vt)
+    Gt *= end_product_kernel(s, W.shape, depth)
+    np.negative(Gt, out=Gt)
+    return U @ Gt @ Vt
 
 
 def total_gradient(
@@ -108,13 +110,28 @@ def singular_value_velocity(
     return -depth * (s**2) ** ((depth - 1) / depth) * proj
 
 
-def layer_gradients(factors: Sequence[np.ndarray], G: np.ndarray) -> list[np.ndarray]:
+def layer_gradients(
+    factors: Sequence[np.ndarray], G: np.ndarray, prefixes: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """∇_{W_j} = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ for j = 1..N: the gradient of f(W_N⋯W_1) w.r.t. W_j when ∇f(W) = G
-    (SPEC §3.3). Uses 2N matrix products (prefix and suffix products)."""
-    pre = prefix_products(factors)
-    suf = suffix_products(factors)
+    (SPEC §3.3).
+
+    Evaluated as back-propagation: B_N = G, B_{j−1} = W_jᵀ B_j (so B_j = W_{N:j+1}ᵀ G) and
+    ∇_{W_j} = B_j W_{j−1:1}ᵀ, which costs 2(N − 1) matrix products given the prefix products
+    ``prefixes`` = [W_{0:1}, …, W_{N:1}] of :func:`flowsim.factors.prefix_products` (computed here, N − 1
+    more products, when not given).
+    """
     N = len(factors)
-    return [suf[j + 1].T @ G @ pre[j].T for j in range(N)]
+    if N == 1:
+        return [np.array(G, dtype=float)]
+    pre = prefix_products(factors) if prefixes is None else prefixes
+    grads: list[np.ndarray] = [G] * N
+    B = G
+    for j in range(N - 1, 0, -1):  # 0-based layer index j ↔ W_{j+1}; pre[j] = W_{j:1}
+        grads[j] = B @ pre[j].T
+        B = factors[j].T @ B
+    grads[0] = B
+    return grads
 
 
 def layerwise_velocity(
@@ -123,9 +140,45 @@ def layerwise_velocity(
     penalty: Penalty | None = None,
     lam: float = 0.0,
 ) -> list[np.ndarray]:
-    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3): layer-wise gradient flow on ℓ(W) + λR(W)."""
-    W = end_product(factors)
-    return [-g for g in layer_gradients(factors, total_gradient(W, problem, penalty, lam))]
+    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3): layer-wise gradient flow on ℓ(W) + λR(W).
+
+    Cost: 3(N − 1) matrix products (N − 1 for the prefix products, whose last is W, and 2(N − 1) for the
+    back-propagation of :func:`layer_gradients`) plus O(mn) work for the loss gradient.
+    """
+    pre = prefix_products(factors)
+    G = total_gradient(pre[-1], problem, penalty, lam)
+    grads = layer_gradients(factors, G, pre)
+    return [np.negative(g, out=g) if g is not G else -g for g in grads]  # negate the fresh arrays in place
+
+
+def layerwise_velocity_into(
+    factors: Sequence[np.ndarray],
+    problem: CompletionProblem,
+    out: Sequence[np.ndarray],
+    penalty: Penalty | None = None,
+    lam: float = 0.0,
+) -> None:
+    """Write Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3) into the arrays ``out[j]`` (e.g. views
+    of a flat state vector, :meth:`FactorPacker.unpack`), without temporaries for the result.
+
+    Same back-propagation as :func:`layer_gradients` with −G propagated (B_N = −G, B_{j−1} = W_jᵀB_j,
+    Ẇ_j = B_j W_{j−1:1}ᵀ): 3(N − 1) matrix products, the last one of each layer written in place.
+    """
+    N = len(factors)
+    pre = [factors[0]]  # W_{1:1}, …, W_{N:1}
+    for F in factors[1:]:
+        pre.append(F @ pre[-1])
+    G = total_gradient(pre[-1], problem, penalty, lam)
+    if N == 1:
+        np.negative(G, out=out[0])
+        return
+    B = -G
+    for j in range(N - 1, 0, -1):  # 0-based layer j ↔ W_{j+1}; pre[j − 1] = W_{j:1}
+        np.matmul(B, pre[j - 1].T, out=out[j])
+        if j > 1:
+            B = factors[j].T @ B
+        else:
+            np.matmul(factors[1].T, B, out=out[0])
 
 
 class FactorPacker:
