@@ -24,8 +24,8 @@ from flowsim.cli.common import (
     positive_int,
     prepare_out_dir,
     problem_from_args,
+    write_run_and_plot,
 )
-from flowsim.trajectory import write_run
 
 from .batched import DTYPES, resolve_device, resolve_dtype
 from .optimizers import DEFAULTS, OPTIMIZER_NAMES, make_optimizer
@@ -150,20 +150,9 @@ def run(args: argparse.Namespace) -> int:
     params["hyper"] = hyper
     params["device_used"] = str(device)
     wall = time.perf_counter() - start
-    write_run(
-        out, traj, command="train", params=params, wall_time_s=wall, extra_info={"time_map": "t_k = k * lr"}
-    )
-    png = None
-    if len(traj) > 1 and not args.no_plot:
-        from flowsim.cli.plot import _title
-        from flowsim.plotting import plot_trajectory
-
-        png = plot_trajectory(
-            traj,
-            out / "trajectory.png",
-            title=_title({"command": "train", "params": params}),
-            time_label="t = kη",
-        )
+    png = write_run_and_plot(out, traj, command="train", params=params, wall_time_s=wall,
+                             no_plot=args.no_plot, time_label="t = kη",
+                             extra_info={"time_map": "t_k = k * lr"})
     if not args.quiet:
         from flowsim.cli.simulate import summary
 

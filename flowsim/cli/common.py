@@ -254,6 +254,30 @@ def prepare_out_dir(out: str | None, command: str) -> Path:
     return path
 
 
+def write_run_and_plot(
+    out: Path,
+    traj: Any,
+    *,
+    command: str,
+    params: dict[str, Any],
+    wall_time_s: float,
+    no_plot: bool = False,
+    time_label: str = "t (flow time)",
+    extra_info: dict[str, Any] | None = None,
+) -> Path | None:
+    """Write ``run.json`` + ``trajectory.npz`` (SPEC §7), then ``trajectory.png`` unless ``no_plot`` or the
+    trajectory has a single point. Returns the PNG path or None."""
+    from ..plotting import plot_trajectory
+    from ..trajectory import write_run
+    from .plot import _title
+
+    write_run(out, traj, command=command, params=params, wall_time_s=wall_time_s, extra_info=extra_info)
+    if len(traj) <= 1 or no_plot:
+        return None
+    return plot_trajectory(traj, out / "trajectory.png", title=_title({"command": command, "params": params}),
+                           time_label=time_label)
+
+
 def exit_code_for(status: str) -> int:
     """0 for ok, 3 for diverged/failed, 130 for interrupted (SPEC §7)."""
     return {"ok": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_RUN_FAILED)

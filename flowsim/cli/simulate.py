@@ -11,7 +11,6 @@ import numpy as np
 from ..flows import FLOW_NAMES, MODEL_NAMES, make_flow
 from ..integrator import SOLVERS, log_time_grid
 from ..simulate import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_T_END, simulate
-from ..trajectory import write_run
 from .common import (
     add_model_args,
     add_no_plot_arg,
@@ -27,6 +26,7 @@ from .common import (
     prepare_out_dir,
     problem_from_args,
     unit_interval_float,
+    write_run_and_plot,
 )
 
 
@@ -78,14 +78,8 @@ def run(args: argparse.Namespace) -> int:
     params["problem"] = problem.description
     params["flow_description"] = flow.describe()
     wall = time.perf_counter() - start
-    write_run(out, traj, command="simulate", params=params, wall_time_s=wall)
-    png = None
-    if len(traj) > 1 and not args.no_plot:
-        from ..plotting import plot_trajectory
-        from .plot import _title
-
-        png = plot_trajectory(traj, out / "trajectory.png",
-                              title=_title({"command": "simulate", "params": params}))
+    png = write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=wall,
+                             no_plot=args.no_plot)
     if not args.quiet:
         print(summary(traj, out, wall, png))
     elif traj.status != "ok":
