@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class BadInputError(ValueError):
@@ -14,3 +15,8 @@ class BadInputError(ValueError):
 
 class RunFailedError(RuntimeError):
     """A run diverged or failed mid-way; partial results are kept and the CLI exits 3."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every ``except KeyboardInterrupt`` that keeps
+    partial results handles it too; the CLI then exits 143 instead of 130."""

@@ -4,7 +4,13 @@ flowsim steps the solver itself (exactly what ``solve_ivp`` does inside) so that
 check for divergence (non-finite or overflowing state), enforce a wall-time or step budget, update a
 progress bar, and keep everything computed so far when the user presses Ctrl-C. Saved states are taken from
 the solver's dense output at the requested times, like ``solve_ivp(t_eval=...)``. The result is a plain
-object in the style of ``solve_ivp``'s (``t``, ``y``, ``nfev``, ``status``, ``message``).
+object in the style of ``solve_ivp``'s (``t``, ``y``, ``nfev``, ``status``, ``message``, ``t_events``,
+``y_events``).
+
+Events follow ``solve_ivp``: each ``event(t, y) -> float`` may carry ``terminal`` (bool, or a positive int
+= stop at that occurrence) and ``direction`` (> 0: only upward zero crossings, < 0: only downward, 0: both).
+They are evaluated once per accepted step (never per velocity evaluation) and a sign change over a step is
+located by Brent's method on the step's dense output.
 """
 
 from __future__ import annotations
@@ -12,20 +18,67 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+from scipy.optimize import brentq
 
 from .errors import BadInputError
 
 SOLVERS = {"DOP853": DOP853, "RK45": RK45, "RK23": RK23, "Radau": Radau, "BDF": BDF, "LSODA": LSODA}
+#: the solvers that take a Jacobian (``jac=``); the explicit ones ignore it
+IMPLICIT_SOLVERS = ("Radau", "BDF", "LSODA")
+#: scipy raises any rtol below 100·eps to this value (``scipy.integrate._ivp.common.validate_tol``)
+MIN_RTOL = 100 * np.finfo(float).eps
 BLOWUP = 1e100
 #: consecutive non-finite velocity evaluations after which the run is declared diverged. scipy shrinks the
 #: step after a non-finite trial stage and normally fails on its own (step below the spacing of floats)
 #: after a few hundred evaluations; this bound only guarantees that no solver can loop forever on NaN.
 MAX_NONFINITE_EVALS = 2000
+
+
+#: Hairer's stiffness test for the Dormand–Prince pairs (HNW93 §IV.2, the codes DOPRI5/DOP853): with the
+#: last two stages at t + h, hλ ≈ h‖f(y₁) − f(ŷ)‖/‖y₁ − ŷ‖ estimates h times the dominant eigenvalue; the
+#: step is stability-limited when hλ exceeds the boundary of the method's stability region on the negative
+#: axis (3.25 for RK45 = DOPRI5, 6.1 for DOP853), and the problem is declared stiff after STIFF_COUNT such
+#: steps (reset by STIFF_RESET steps below it)
+STIFF_BOUNDARY = {"RK45": 3.25, "DOP853": 6.1}
+STIFF_COUNT = 15
+STIFF_RESET = 6
+
+
+class _StiffnessMonitor:
+    """Hairer's stiffness detection on scipy's explicit Runge–Kutta solvers, once per accepted step."""
+
+    def __init__(self, solver, method: str):
+        self.solver = solver
+        self.bound = STIFF_BOUNDARY[method]
+        self.stage = solver.n_stages - 1
+        if solver.C[self.stage] != 1.0:
+            raise ValueError(f"{method}: the last stage is not at t + h")
+        self.stiff = 0
+        self.nonstiff = 0
+        self.h_lambda = 0.0
+
+    def step(self) -> bool:
+        """Update the counters after an accepted step; True when the problem has become stiff."""
+        sv = self.solver
+        h, s = sv.h_previous, self.stage
+        y_stage = sv.y_old + h * (sv.K[:s].T @ sv.A[s, :s])
+        den = np.linalg.norm(sv.y - y_stage)
+        if den == 0.0:
+            return False
+        self.h_lambda = h * float(np.linalg.norm(sv.K[-1] - sv.K[s])) / float(den)
+        if self.h_lambda > self.bound:
+            self.nonstiff = 0
+            self.stiff += 1
+        else:
+            self.nonstiff += 1
+            if self.nonstiff >= STIFF_RESET:
+                self.stiff = 0
+        return self.stiff >= STIFF_COUNT
 
 
 class _NonFiniteVelocity(Exception):
@@ -37,8 +90,13 @@ class IntegrationResult:
     """Outcome of :func:`integrate`.
 
     ``t`` (T,) are the saved times reached, ``y`` (T, dim) the states there. ``status`` is ``ok``,
+    ``event`` (a terminal event fired: ``event_index`` says which, ``t_last`` is its time and the saved
+    states are those of ``t_eval`` up to it), ``stalled`` (the accepted step stayed below ``min_step``),
+    ``stiff`` (``detect_stiffness``: the explicit step became stability-limited),
     ``diverged`` (non-finite or overflowing state), ``failed`` (solver failure or budget exhausted) or
-    ``interrupted`` (Ctrl-C); ``message`` says where. ``t_last`` is the last time the solver reached.
+    ``interrupted`` (Ctrl-C); ``message`` says where. ``t_last`` is the last time reached. ``t_events[i]``
+    and ``y_events[i]`` are the times and states of every occurrence of event i (as ``solve_ivp``).
+    ``rtol``/``atol`` are the tolerances the solver actually used.
     """
 
     t: np.ndarray
@@ -55,6 +113,10 @@ class IntegrationResult:
     atol: float
     wall_time_s: float
     extra: dict = field(default_factory=dict)
+    t_events: list[np.ndarray] = field(default_factory=list)
+    y_events: list[np.ndarray] = field(default_factory=list)
+    event_index: int | None = None
+    y_last: np.ndarray | None = None
 
     @property
     def success(self) -> bool:
@@ -98,6 +160,98 @@ def _log_fraction(t: float, t0: float, t_end: float) -> float:
     return math.log1p(max(t - t0, 0.0)) / math.log1p(t_end - t0)
 
 
+class _Events:
+    """The events of one integration (``solve_ivp`` semantics), evaluated once per accepted step."""
+
+    def __init__(self, events: Sequence[Callable[[float, np.ndarray], float]] | None):
+        self.events = list(events or [])
+        n = len(self.events)
+        self.direction = np.zeros(n)
+        self.max_count = np.full(n, np.inf)
+        for i, ev in enumerate(self.events):
+            if not callable(ev):
+                raise TypeError(f"event {i} is not callable")
+            self.direction[i] = float(getattr(ev, "direction", 0.0))
+            terminal = getattr(ev, "terminal", None)
+            if terminal is None or terminal is False or terminal == 0:
+                continue
+            if terminal is True:
+                self.max_count[i] = 1
+            elif int(terminal) == terminal and terminal > 0:
+                self.max_count[i] = int(terminal)
+            else:
+                raise ValueError(f"event {i}: `terminal` must be a bool or a positive int, got {terminal!r}")
+        self.count = np.zeros(n, dtype=int)
+        self.t_events: list[list[float]] = [[] for _ in range(n)]
+        self.y_events: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.g: np.ndarray | None = None
+
+    def name(self, i: int) -> str:
+        return str(getattr(self.events[i], "__name__", f"event {i}"))
+
+    def values(self, t: float, y: np.ndarray) -> np.ndarray:
+        return np.array([float(ev(t, y)) for ev in self.events])
+
+    def start(self, t: float, y: np.ndarray) -> None:
+        if self.events:
+            self.g = self.values(t, y)
+
+    def step(self, t_old: float, t: float, y: np.ndarray, dense: Callable) -> tuple[int, float] | None:
+        """Record the zero crossings inside (t_old, t]; return (index, time) of a terminal one, if any.
+
+        Like ``solve_ivp``: an event is active on the step when g changed sign (with its ``direction``),
+        each root is found by Brent's method on the dense output, roots are handled in time order and the
+        first event whose count reaches its ``terminal`` number stops the integration there.
+        """
+        if not self.events:
+            return None
+        g_old, g_new = self.g, self.values(t, y)
+        self.g = g_new
+        up = (g_old <= 0) & (g_new >= 0)
+        down = (g_old >= 0) & (g_new <= 0)
+        either = up | down
+        active = np.nonzero((up & (self.direction > 0)) | (down & (self.direction < 0))
+                            | (either & (self.direction == 0)))[0]
+        if active.size == 0:
+            return None
+        roots = []
+        for i in active:
+            ev = self.events[i]
+            if g_new[i] == 0.0:
+                roots.append(t)
+                continue
+            if g_old[i] == 0.0:  # a zero at the start of the step was recorded on the previous step
+                roots.append(np.nan)
+                continue
+            roots.append(brentq(lambda s, ev=ev: float(ev(s, dense(s))), t_old, t,
+                                xtol=4 * np.finfo(float).eps, rtol=4 * np.finfo(float).eps))
+        order = np.argsort(roots)
+        for j in order:
+            i, root = int(active[j]), float(roots[j])
+            if math.isnan(root):
+                continue
+            self.count[i] += 1
+            self.t_events[i].append(root)
+            self.y_events[i].append(np.asarray(y if root == t else dense(root), dtype=float).copy())
+            if self.count[i] >= self.max_count[i]:
+                return i, root
+        return None
+
+    def arrays(self, dim: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        ys = [np.array(v) if v else np.empty((0, dim)) for v in self.y_events]
+        return [np.array(v, dtype=float) for v in self.t_events], ys
+
+
+def _solver_kwargs(method: str, rtol: float, atol: float, max_step: float, first_step: float | None,
+                   jac: Callable | np.ndarray | None) -> dict:
+    kwargs: dict = {"rtol": rtol, "atol": atol, "max_step": max_step}
+    if first_step is not None:
+        kwargs["first_step"] = first_step
+    if jac is not None and method in IMPLICIT_SOLVERS:
+        kwargs["jac"] = jac
+    return kwargs
+
+
 def integrate(
     fun: Callable[[float, np.ndarray], np.ndarray],
     y0: np.ndarray,
@@ -112,6 +266,11 @@ def integrate(
     first_step: float | None = None,
     max_step: float = np.inf,
     blowup: float = BLOWUP,
+    events: Sequence[Callable[[float, np.ndarray], float]] | None = None,
+    jac: Callable | np.ndarray | None = None,
+    min_step: float | None = None,
+    stall_steps: int = 20,
+    detect_stiffness: bool = False,
 ) -> IntegrationResult:
     """Integrate ẏ = fun(t, y) from t_eval[0] (where y = y0) and return the states at ``t_eval``.
 
@@ -120,15 +279,26 @@ def integrate(
     that becomes non-finite or exceeds ``blowup`` stops it with status ``diverged``. Ctrl-C returns the
     states saved so far with status ``interrupted``. ``progress=None`` shows a tqdm bar only on a TTY and
     only after two seconds.
+
+    ``events`` and ``jac`` are those of ``solve_ivp``: events are located on the dense output of each
+    accepted step (a terminal one ends the run with status ``event``); ``jac`` goes to the implicit
+    solvers (Radau, BDF, LSODA) and is ignored by the explicit ones. ``min_step``: when the accepted step
+    stays below it for ``stall_steps`` consecutive steps the run stops with status ``stalled`` (how a
+    driver notices that an explicit solver has met stiffness; off by default). ``detect_stiffness`` (RK45 and
+    DOP853 only) runs Hairer's stiffness test on every accepted step and stops with status ``stiff`` once the
+    step is stability-limited (see ``STIFF_BOUNDARY``). An rtol below 100·eps is
+    raised to 100·eps, as scipy does, without its warning; the result records the value used.
     """
     if method not in SOLVERS:
         raise BadInputError(f"--method must be one of {'|'.join(SOLVERS)}, got {method!r}")
     for name, v in (("--rtol", rtol), ("--atol", atol)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise BadInputError(f"{name} must be a finite number > 0, got {v!r}")
+    rtol = max(float(rtol), MIN_RTOL)
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1 or t_eval.size < 1 or np.any(np.diff(t_eval) <= 0) or not np.all(np.isfinite(t_eval)):
         raise BadInputError("saving times must be finite and strictly increasing")
+    ev = _Events(events)
     t0, t_end = float(t_eval[0]), float(t_eval[-1])
     y0 = np.asarray(y0, dtype=float)
     nonfinite: list[float] = []  # time of the first non-finite velocity
@@ -136,18 +306,21 @@ def integrate(
     streak = [0]  # consecutive non-finite evaluations
 
     def wrapped(t: float, y: np.ndarray) -> np.ndarray:
-        if np.all(np.isfinite(y)):
+        # one reduction per array: a sum is finite iff every entry is (an overflowing sum means entries
+        # beyond 1e304, far past ``blowup``), and it allocates no boolean temporary
+        if math.isfinite(np.add.reduce(y, axis=None)):
             try:
                 v = np.asarray(fun(t, y), dtype=float)
             except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
                 if not errors:
                     errors.append(f"{type(exc).__name__}: {exc}")
                 v = np.full_like(y, np.nan)
+            else:
+                if math.isfinite(np.add.reduce(v, axis=None)):
+                    streak[0] = 0
+                    return v
         else:  # a trial state overflowed: the velocity there is undefined
             v = np.full_like(y, np.nan)
-        if np.all(np.isfinite(v)):
-            streak[0] = 0
-            return v
         if not nonfinite:
             nonfinite.append(t)
         streak[0] += 1
@@ -163,7 +336,11 @@ def integrate(
     ts: list[float] = [t0]
     ys: list[np.ndarray] = [y0.copy()]
     status, message = "ok", "reached t_end"
+    event_index: int | None = None
+    t_stop: float | None = None  # time of a terminal event
+    y_stop: np.ndarray | None = None
     nsteps = 0
+    small_steps = 0
     solver = None
     bar = _progress_bar(progress, t0, t_end)
     if not np.all(np.isfinite(y0)) or np.max(np.abs(y0), initial=0.0) > blowup:
@@ -175,10 +352,11 @@ def integrate(
             if not np.all(np.isfinite(wrapped(t0, y0))):
                 # scipy's initial step size would be NaN and its step loop would never end: stop here.
                 raise _NonFiniteVelocity(t0)
-            kwargs = {"rtol": rtol, "atol": atol, "max_step": max_step}
-            if first_step is not None:
-                kwargs["first_step"] = first_step
-            solver = SOLVERS[method](wrapped, t0, y0, t_end, **kwargs)
+            ev.start(t0, y0)
+            solver = SOLVERS[method](wrapped, t0, y0, t_end,
+                                     **_solver_kwargs(method, rtol, atol, max_step, first_step, jac))
+            monitor = (_StiffnessMonitor(solver, method)
+                       if detect_stiffness and method in STIFF_BOUNDARY else None)
             k = 1
             while solver.status == "running":
                 t_prev = solver.t
@@ -195,16 +373,42 @@ def integrate(
                     message = (f"state became non-finite or exceeded {blowup:.0e} at t={solver.t:.6g} "
                                f"(step {nsteps}); last good time t={t_prev:.6g}")
                     break
-                if k < t_eval.size and t_eval[k] <= solver.t:
+                dense = None
+                t_save = solver.t
+                if ev.events:
                     dense = solver.dense_output()
-                    while k < t_eval.size and t_eval[k] <= solver.t:
+                    hit = ev.step(t_prev, solver.t, y, dense)
+                    if hit is not None:
+                        event_index, t_stop = hit
+                        y_stop = ev.y_events[event_index][-1]
+                        t_save = t_stop
+                if k < t_eval.size and t_eval[k] <= t_save:
+                    dense = dense or solver.dense_output()
+                    while k < t_eval.size and t_eval[k] <= t_save:
                         ts.append(float(t_eval[k]))
                         ys.append(np.asarray(dense(t_eval[k]), dtype=float))
                         k += 1
+                if event_index is not None:
+                    status = "event"
+                    message = f"terminal event {ev.name(event_index)} at t={t_stop:.10g} (step {nsteps})"
+                    break
                 if bar is not None:
                     bar.n = int(1000 * _log_fraction(solver.t, t0, t_end))
                     bar.set_postfix_str(f"{solver.t:.3g}", refresh=False)
                     bar.refresh()
+                if monitor is not None and solver.status == "running" and monitor.step():
+                    status = "stiff"
+                    message = (f"the problem became stiff at t={solver.t:.10g} (step {nsteps}): h·λ ≈ "
+                               f"{monitor.h_lambda:.3g} > {monitor.bound} on {STIFF_COUNT} steps, step "
+                               f"h={solver.h_previous:.3g}")
+                    break
+                if min_step is not None and solver.status == "running":
+                    small_steps = small_steps + 1 if solver.t - t_prev < min_step else 0
+                    if small_steps >= stall_steps:
+                        status = "stalled"
+                        message = (f"the step size stayed below {min_step:.3g} for {stall_steps} steps at "
+                                   f"t={solver.t:.10g} (step {nsteps})")
+                        break
                 if max_steps is not None and nsteps >= max_steps and solver.status == "running":
                     status = "failed"
                     message = f"step budget of {max_steps} steps exhausted at t={solver.t:.6g}"
@@ -237,10 +441,17 @@ def integrate(
             errstate.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
+    t_events, y_events = ev.arrays(y0.size)
+    if t_stop is not None:
+        t_last, y_last = t_stop, y_stop
+    elif solver is not None:
+        t_last, y_last = float(solver.t), np.asarray(solver.y, dtype=float).copy()
+    else:
+        t_last, y_last = t0, y0.copy()
     return IntegrationResult(
-        t=np.array(ts), y=np.array(ys), status=status, message=message,
-        t_last=float(solver.t) if solver is not None else t0,
+        t=np.array(ts), y=np.array(ys), status=status, message=message, t_last=float(t_last),
         nfev=int(getattr(solver, "nfev", 0)), njev=int(getattr(solver, "njev", 0)),
-        nlu=int(getattr(solver, "nlu", 0)), nsteps=nsteps, method=method, rtol=float(rtol), atol=float(atol),
-        wall_time_s=time.perf_counter() - start,
+        nlu=int(getattr(solver, "nlu", 0)), nsteps=nsteps, method=method, rtol=rtol, atol=float(atol),
+        wall_time_s=time.perf_counter() - start, t_events=t_events, y_events=y_events,
+        event_index=event_index, y_last=y_last,
     )

@@ -56,9 +56,9 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, (set, tuple)):
+    if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return repr(obj)  # complex numbers and other objects: their text, never a lost file
 
 
 def _finite_or_str(obj: Any) -> Any:
@@ -71,6 +71,10 @@ def _finite_or_str(obj: Any) -> Any:
         return {str(k): _finite_or_str(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite_or_str(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((_finite_or_str(v) for v in obj), key=repr)
+    if isinstance(obj, (complex, np.complexfloating)):
+        return repr(complex(obj))
     if isinstance(obj, np.ndarray):
         return [_finite_or_str(v) for v in obj.tolist()]
     return obj

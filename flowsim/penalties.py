@@ -49,6 +49,25 @@ class Penalty:
         """True for the ``none`` penalty."""
         return self.name == "none"
 
+    @property
+    def sticks_at_zero(self) -> bool:
+        """True when R is non-smooth at σ_i = 0 with a bounded-below pull towards 0 (nuclear-type terms):
+        ∂R at a rank-deficient W then carries a ball on the null block (see :meth:`null_threshold`), and
+        gradient flow at depth 1 is a Filippov flow (docs/math.md, "Non-smooth penalties at depth 1")."""
+        return False
+
+    def active_spectral_grad(self, s: np.ndarray) -> np.ndarray:
+        """∂f/∂σ_i at the positive singular values ``s`` of a W whose other singular values are exactly 0
+        (no numerical-rank threshold, no floor): the range-block part of every element of ∂R(W)."""
+        return self.spectral_grad(s, (s.size, s.size))
+
+    def null_threshold(self, s: np.ndarray) -> float:
+        """c(σ) ≥ 0 such that the null-block part of the subdifferential is
+        ∂R(W) ∩ {null block} = {c·U₀ZV₀ᵀ : ‖Z‖₂ ≤ 1} at a W whose positive singular values are ``s``
+        (U₀, V₀ span the left/right null spaces). 0 for penalties smooth at σ = 0; +inf when the one-sided
+        slope of R at σ_i = 0 is infinite (a zero singular value then never leaves)."""
+        return 0.0
+
     def value(self, W: np.ndarray) -> float:
         """R(W)."""
         return self.value_from_sv(np.linalg.svd(W, compute_uv=False))
@@ -82,6 +101,22 @@ class RatioPenalty(Penalty):
         support = (s > _rank_threshold(s, shape)).astype(float)
         return support / fro - nuc * s / fro**3
 
+    @property
+    def sticks_at_zero(self) -> bool:
+        return True
+
+    def active_spectral_grad(self, s: np.ndarray) -> np.ndarray:
+        """g_i = 1/‖σ‖₂ − ‖σ‖₁σ_i/‖σ‖₂³ at the positive σ_i (Zhao22 Sec. 3)."""
+        fro = float(np.sqrt(np.sum(s**2)))
+        return np.ones_like(s) / fro - float(np.sum(s)) * s / fro**3 if fro > 0 else np.zeros_like(s)
+
+    def null_threshold(self, s: np.ndarray) -> float:
+        """c = 1/‖W‖_F: R = ‖W‖_*·h(W) with h = 1/‖W‖_F smooth and positive, so ∂R = h ∂‖W‖_* + ‖W‖_*∇h
+        (Clarke's product rule, exact since both factors are regular and non-negative) and the null-block
+        ball of ∂‖W‖_* (unit spectral-norm ball) is scaled by h. W = 0 has no finite threshold (+inf)."""
+        fro = float(np.sqrt(np.sum(s**2)))
+        return 1.0 / fro if fro > 0 else float("inf")
+
 
 @dataclass(frozen=True)
 class NuclearPenalty(Penalty):
@@ -94,6 +129,18 @@ class NuclearPenalty(Penalty):
 
     def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return (s > _rank_threshold(s, shape)).astype(float)
+
+    @property
+    def sticks_at_zero(self) -> bool:
+        return True
+
+    def active_spectral_grad(self, s: np.ndarray) -> np.ndarray:
+        """g_i = 1 at every positive σ_i."""
+        return np.ones_like(s)
+
+    def null_threshold(self, s: np.ndarray) -> float:
+        """c = 1: ∂‖W‖_* = {U_rV_rᵀ + U₀ZV₀ᵀ : ‖Z‖₂ ≤ 1} (Watson 1992)."""
+        return 1.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +168,34 @@ class SchattenRatioPenalty(Penalty):
         dp = sp ** (1 - self.p) * sf ** (self.p - 1)
         dq = sq ** (1 - self.q) * sf ** (self.q - 1)
         return dp / sq - sp * dq / sq**2
+
+    @property
+    def sticks_at_zero(self) -> bool:
+        """p ≤ 1 and p < q: near σ_i = 0 the numerator's slope σ_i^{p−1} dominates the denominator's
+        σ_i^{q−1}, so R pulls σ_i to 0 (for q < p it pushes σ_i away from 0 and the floor of
+        :meth:`spectral_grad` applies)."""
+        return self.p <= 1.0 and self.p < self.q
+
+    def active_spectral_grad(self, s: np.ndarray) -> np.ndarray:
+        """g_i = ‖σ‖_p^{1−p}σ_i^{p−1}/‖σ‖_q − ‖σ‖_p‖σ‖_q^{1−q}σ_i^{q−1}/‖σ‖_q² at the positive σ_i (no
+        floor; Zhao22 Table 1 penalties)."""
+        sp, sq = _schatten(s, self.p), _schatten(s, self.q)
+        if sq == 0:
+            return np.zeros_like(s)
+        dp = sp ** (1 - self.p) * s ** (self.p - 1)
+        dq = sq ** (1 - self.q) * s ** (self.q - 1)
+        return dp / sq - sp * dq / sq**2
+
+    def null_threshold(self, s: np.ndarray) -> float:
+        """p = 1 < q: c = 1/‖W‖_{S_q} (the ratio rule with h = 1/‖W‖_{S_q}, smooth at σ = 0 since q > 1).
+        p < 1, p < q: +inf — R(σ_i = x) − R(0) ≈ ‖σ‖_p^{1−p}x^p/(p‖σ‖_q) has infinite slope at x = 0+, so no
+        finite loss gradient can move a zero singular value. Otherwise 0 (R does not stick at 0)."""
+        if not self.sticks_at_zero:
+            return 0.0
+        if self.p < 1.0:
+            return float("inf")
+        sq = _schatten(s, self.q)
+        return 1.0 / sq if sq > 0 else float("inf")
 
     def spec(self) -> str:
         return f"schatten:{_fmt(self.p)}:{_fmt(self.q)}"

@@ -24,6 +24,8 @@ class CompletionProblem:
 
     ``reduction`` is ``"mean"`` (divide by |Ω|, the default of the papers' public code) or ``"sum"``;
     ``scale`` is the constant c in front of the squared error (SPEC §1.1).
+    ``test_mask`` (optional) is an explicit test set T, disjoint from Ω, for data whose entries outside
+    Ω ∪ T are unknown (held-out ratings); without it the test set is every unobserved entry, Ωᶜ.
     """
 
     W_star: np.ndarray
@@ -31,6 +33,7 @@ class CompletionProblem:
     reduction: str = "mean"
     scale: float = 1.0
     description: dict = field(default_factory=dict, compare=False)
+    test_mask: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         W_star = np.asarray(self.W_star, dtype=float)
@@ -47,6 +50,14 @@ class CompletionProblem:
             raise BadInputError(f"--reduction must be one of {'|'.join(REDUCTIONS)}, got {self.reduction!r}")
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise BadInputError(f"loss scale c must be positive, got {self.scale}")
+        if self.test_mask is not None:
+            test_mask = np.asarray(self.test_mask, dtype=bool)
+            if test_mask.shape != W_star.shape:
+                raise BadInputError(
+                    f"test mask shape {test_mask.shape} does not match W* shape {W_star.shape}")
+            if np.any(test_mask & mask):
+                raise BadInputError("the test set and the observed entries overlap")
+            object.__setattr__(self, "test_mask", test_mask)
         object.__setattr__(self, "W_star", W_star)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "_weight", mask.astype(float))
@@ -67,9 +78,19 @@ class CompletionProblem:
         return float(self.n_observed) if self.reduction == "mean" else 1.0
 
     @property
+    def test_set(self) -> np.ndarray:
+        """The boolean test set: the explicit ``test_mask`` T when given, else Ωᶜ."""
+        return ~self.mask if self.test_mask is None else self.test_mask
+
+    @property
+    def test_set_kind(self) -> str:
+        """Which entries the test metrics use: ``"held-out"`` (explicit T) or ``"unobserved"`` (Ωᶜ)."""
+        return "unobserved" if self.test_mask is None else "held-out"
+
+    @property
     def has_test_set(self) -> bool:
-        """True when some entries are unobserved (Ωᶜ non-empty)."""
-        return not bool(self.mask.all())
+        """True when the test set (T, else Ωᶜ) is non-empty."""
+        return bool(self.test_set.any())
 
     def residual(self, W: np.ndarray) -> np.ndarray:
         """P_Ω(W − W*)."""
@@ -85,13 +106,14 @@ class CompletionProblem:
         return (2.0 * self.scale / self.denominator) * self.residual(W)
 
     def test_errors(self, W: np.ndarray) -> tuple[float, float]:
-        """(relative test error ‖P_Ωᶜ(W − W*)‖_F/‖P_Ωᶜ(W*)‖_F, RMSE over Ωᶜ) (SPEC §1.3).
+        """(relative test error ‖P_T(W − W*)‖_F/‖P_T(W*)‖_F, RMSE over T) with T = Ωᶜ (SPEC §1.3), or the
+        explicit ``test_mask`` when given (held-out ratings: the RMSE is then Zhao22's Table 2 metric).
 
-        Both are NaN when every entry is observed (there is no test set).
+        Both are NaN when the test set is empty (every entry observed, no explicit test set).
         """
         if not self.has_test_set:
             return float("nan"), float("nan")
-        test = ~self.mask
+        test = self.test_set
         diff = (W - self.W_star)[test]
         num = float(np.linalg.norm(diff))
         den = float(np.linalg.norm(self.W_star[test]))

@@ -8,12 +8,16 @@ import numpy as np
 
 from .factors import end_product
 from .flows.base import Flow
-from .integrator import integrate, log_time_grid
+from .integrator import log_time_grid
 from .trajectory import Trajectory
 
 DEFAULT_T_END = 1e4
 DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-10
+#: integrator statuses that a trajectory reports differently: a terminal event is where the flow's own
+#: dynamics ends (its message says which event and when); a stall or stiffness stop is a failure to reach
+#: t_end
+STATUS_OF_RESULT = {"event": "ok", "stalled": "failed", "stiff": "failed"}
 
 
 def simulate(
@@ -37,7 +41,8 @@ def simulate(
     Saving times are ``t_eval`` if given, else t0 plus ``n_save`` log-spaced times (see
     :func:`flowsim.integrator.log_time_grid`). The returned trajectory carries the integrator's status
     (``ok``/``diverged``/``failed``/``interrupted``), message and statistics; on failure it holds every
-    state saved before the failure.
+    state saved before the failure. The flow integrates itself (:meth:`flowsim.flows.base.Flow.solve`), so
+    flows with their own event-driven driver record what happened in ``stats``.
 
     Example::
 
@@ -47,8 +52,9 @@ def simulate(
     """
     y0 = flow.initial_state(factors)
     grid = log_time_grid(t_end, n_save, t_min, flow.t0) if t_eval is None else np.asarray(t_eval, dtype=float)
-    res = integrate(flow, y0, grid, method=method, rtol=rtol, atol=atol, max_steps=max_steps,
-                    max_wall_time=max_wall_time, progress=progress)
+    res = flow.solve(y0, grid, method=method, rtol=rtol, atol=atol, max_steps=max_steps,
+                     max_wall_time=max_wall_time, progress=progress)
+    status = STATUS_OF_RESULT.get(res.status, res.status)
     Ws = [flow.end_product(y) for y in res.y]
     stats = res.stats()
     stats["integration_nfev"] = res.nfev
@@ -56,6 +62,6 @@ def simulate(
     stats["formulation"] = getattr(flow, "formulation", None) or flow.model
     if getattr(flow, "formulation_reason", ""):
         stats["formulation_reason"] = flow.formulation_reason
-    traj = Trajectory.from_snapshots(res.t, Ws, flow.problem, save_matrices=save_matrices, status=res.status,
+    traj = Trajectory.from_snapshots(res.t, Ws, flow.problem, save_matrices=save_matrices, status=status,
                                      message=res.message, stats=stats, W0=end_product(factors))
     return traj

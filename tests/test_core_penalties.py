@@ -83,3 +83,22 @@ def test_none_penalty_is_zero():
 def test_bad_penalty_spellings(bad):
     with pytest.raises(BadInputError):
         make_penalty(bad)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_active_spectral_grad_is_the_gradient_at_full_rank(spec):
+    s = np.array([2.0, 1.3, 0.4])
+    pen = make_penalty(spec)
+    assert np.allclose(pen.active_spectral_grad(s), pen.spectral_grad(s, (3, 3)), rtol=1e-13)
+
+
+@pytest.mark.parametrize("spec, sticks, threshold", [
+    ("none", False, 0.0), ("nuclear", True, 1.0), ("ratio", True, 1 / np.sqrt(5.0)),
+    ("schatten:1:2", True, 1 / np.sqrt(5.0)), ("schatten:1:3", True, 1 / 9 ** (1 / 3)),
+    ("schatten:1/2:2/3", True, np.inf), ("schatten:1/3:1/2", True, np.inf),
+    ("schatten:2/3:1/2", False, 0.0), ("schatten:2:3", False, 0.0)])
+def test_null_block_threshold_of_each_penalty(spec, sticks, threshold):
+    """c(σ) at σ = (2, 1, 0): nuclear 1, ratio 1/‖σ‖₂, Schatten 1:q 1/‖σ‖_q, Schatten p < 1 < … +inf."""
+    pen = make_penalty(spec)
+    assert pen.sticks_at_zero is sticks
+    assert pen.null_threshold(np.array([2.0, 1.0])) == pytest.approx(threshold, rel=1e-13)

@@ -130,6 +130,18 @@ def test_loss_crossings(positive_runs):
         assert abs(c["w11"]) > (1 - d) ** 2 / d
 
 
+def test_loss_crossings_are_events_at_the_readme_times(positive_runs):
+    """The thresholds are recorded integrator events: at depth 3 ℓ < 1e-4 is first reached at t = 10,785
+    (README); ``stop_loss`` is a terminal event that ends the run there, with ℓ equal to the level."""
+    run = positive_runs[3]
+    t_4 = next(c["t"] for c in run.crossings if c["loss"] == 1e-4)
+    assert round(t_4) == 10785
+    stopped, _ = rz.run_razin(depth=3, stop_loss=1e-4)
+    assert stopped.status == "ok" and stopped.t[-1] == pytest.approx(t_4, rel=1e-9)
+    assert stopped.loss[-1] == pytest.approx(1e-4, rel=1e-9)
+    assert stopped.stats["steps"] < run.stats["steps"]
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 def test_c6_negative_det(depth):
     run, _ = rz.run_razin(depth=depth, det_sign=-1)

@@ -70,7 +70,17 @@ SIMULATE_CASES: list[Case] = [
     sim("size zero", ["--size", "0x5"], "--size: must be M or MxN with positive integers"),
     sim("size negative", ["--size", "-6"], "--size: must be M or MxN with positive integers"),
     sim("size letters", ["--size", "axb"], "--size: must be M or MxN with positive integers"),
-    sim("size too large for memory", ["--size", "100000000", "--rank", "2"], "does not fit in memory"),
+    sim("size too large for memory", ["--size", "100000000", "--rank", "2"], "does not fit in memory",
+        doc_cut="does not fit in memory"),
+    sim("size beyond the SVD limit", ["--size", "5000", "--rank", "2"], "flops per SVD"),
+    sim("depth beyond the limit", ["--depth", "100000000"], "--depth needs 1e+08 layers (limit 1e+04)"),
+    sim("n-save beyond the limit", ["--n-save", "100000000"], "--n-save needs 1e+08 saved times"),
+    sim("t-end beyond the horizon limit", ["--t-end", "1e300"], "--t-end 1e+300 needs solver steps"),
+    sim("out holds another command's run", ["--out", "{tmp}/validate_run"], "holds a flowsim validate run",
+        out_option=False),
+    sim("out holds files flowsim did not write", ["--out", "{tmp}/user_dir"],
+        "holds no flowsim simulate run (notes.txt)", out_option=False),
+    sim("out name too long", ["--out", "{tmp}/" + "n" * 300], "File name too long", out_option=False),
     sim("lam negative", ["--lam", "-0.1"], "--lam: must be a finite number ≥ 0"),
     sim("lam negative (1e-3 form)", ["--lam", "-1e-3"], "--lam: must be a finite number ≥ 0"),
     sim("lam NaN", ["--lam", "nan"], "--lam: must be a finite number"),
@@ -156,6 +166,14 @@ PLOT_CASES: list[Case] = [
          "trajectory.npz lacks the array 'sigma'", out_option=False),
     Case("output folder missing", ("plot", "{tmp}/run_ok", "--output", "{tmp}/nowhere/plot.png"),
          "--output {tmp}/nowhere/plot.png: folder {tmp}/nowhere does not exist", out_option=False),
+    Case("output is a folder", ("plot", "{tmp}/run_ok", "--output", "{tmp}/empty_dir"),
+         "--output {tmp}/empty_dir is a directory", out_option=False),
+    Case("output is a data file", ("plot", "{tmp}/run_ok", "--output", "{tmp}/run_ok/trajectory.npz"),
+         "must be a .png file name", out_option=False),
+    Case("a sweep folder", ("plot", "{tmp}/sweep_dir"), "is a sweep folder; plot one of its points",
+         out_option=False),
+    Case("a failed run that recorded nothing", ("plot", "{tmp}/failed_run"),
+         "nothing to plot: the run failed before recording anything", out_option=False),
 ]
 
 GENERAL_CASES: list[Case] = [
@@ -189,6 +207,16 @@ def make_bad_files(tmp: Path) -> None:
     np.save(tmp / "mask_empty.npy", np.zeros((4, 5), dtype=bool))
     (tmp / "a_file").write_text("a file, not a folder\n")
     (tmp / "empty_dir").mkdir(exist_ok=True)
+    (tmp / "validate_run" / "runs").mkdir(parents=True, exist_ok=True)
+    (tmp / "validate_run" / "run.json").write_text('{"command": "validate", "status": "ok"}\n')
+    (tmp / "validate_run" / "validation.json").write_text("{}\n")
+    (tmp / "user_dir").mkdir(exist_ok=True)
+    (tmp / "user_dir" / "notes.txt").write_text("not flowsim's\n")
+    (tmp / "sweep_dir").mkdir(exist_ok=True)
+    (tmp / "sweep_dir" / "sweep.json").write_text('{"points": []}\n')
+    (tmp / "failed_run").mkdir(exist_ok=True)
+    (tmp / "failed_run" / "run.json").write_text(
+        '{"command": "train", "status": "failed", "message": "bad input: --w-star file not found"}\n')
     ok = tmp / "run_ok"
     _run_simulate_quietly(ok)
     for name in ("run_bad_json", "run_truncated_npz", "run_missing_array"):

@@ -74,6 +74,12 @@ TRAIN_CASES = [
         "exists and is not a directory",
         out_option=False,
     ),
+    _case(TRAIN, "iters beyond 2^53", ["--iters", "100000000000000000000"], "is beyond 2^53"),
+    _case(TRAIN, "iters beyond the limit", ["--iters", "1000000000"], "--iters needs 1e+09 iterations"),
+    _case(TRAIN, "n-save beyond the limit", ["--iters", "10", "--n-save", "100000000"],
+          "--n-save needs 1e+08 saved times"),
+    _case(TRAIN, "out holds another command's run", ["--out", "{tmp}/validate_run"],
+          "holds a flowsim validate run", out_option=False),
 ]
 
 VALIDATE_CASES = [
@@ -84,6 +90,8 @@ VALIDATE_CASES = [
     _case(VALIDATE, "optimizer unsupported", ["--optimizer", "rmsprop"], "--optimizer: invalid choice"),
     _case(VALIDATE, "t-end 0", ["--t-end", "0"], "--t-end: must be a finite number > 0"),
     _case(VALIDATE, "depth 0", ["--depth", "0"], "--depth: must be a positive integer"),
+    _case(VALIDATE, "lrs so small that t_end/η is beyond 2^53", ["--lrs", "1e-300,1e-299"], "is beyond 2^53"),
+    _case(VALIDATE, "iterations beyond the limit", ["--lrs", "1e-9,2e-9"], "iterations in all"),
     _case(
         VALIDATE,
         "out is an existing file",
@@ -107,6 +115,10 @@ RAZIN_CASES = [
     _case(RAZIN, "z zero", ["--z", "0"], "--z must be nonzero"),
     _case(RAZIN, "zp zero", ["--zp", "0"], "--zp must be nonzero"),
     _case(RAZIN, "method not stiff", ["--method", "DOP853"], "--method: invalid choice: 'DOP853'"),
+    _case(RAZIN, "depth beyond the limit", ["--depth", "100000000"], "--depth needs 1e+08 layers"),
+    _case(RAZIN, "n-save beyond the limit", ["--n-save", "100000000"], "--n-save needs 1e+08 saved times"),
+    _case(RAZIN, "gd-max-iter beyond the limit", ["--gd", "--gd-max-iter", "1000000000000"],
+          "--gd-max-iter needs 1e+12 iterations"),
     _case(
         RAZIN,
         "out is an existing file",
@@ -137,6 +149,12 @@ CHECK_CASES = [
         out_option=False,
     ),
     Case("seed negative", ("check", "--seed", "-1"), "--seed: must be an integer ≥ 0", out_option=False),
+    Case("module calls sys.exit at import", ("check", "--module", "{tmp}/exits.py", "--list"),
+         "importing it called sys.exit(0)", out_option=False),
+    Case("claim id with '|'", ("check", "--module", "{tmp}/pipe_id.py", "--list"), "line breaks or '|'",
+         out_option=False),
+    Case("json file name too long", ("check", "--json", "{tmp}/" + "j" * 300 + ".json"),
+         "--json: file name too long", out_option=False),
 ]
 
 SWEEP_CASES = [
@@ -165,6 +183,13 @@ SWEEP_CASES = [
         "the following arguments are required: --out",
         out_option=False,
     ),
+    Case("grid beyond the point limit", ("sweep", "{tmp}/big_grid.toml"), "--allow-large"),
+    Case("range too long for one axis", ("sweep", "{tmp}/huge_range.toml"), "values on one axis"),
+    Case("[quick] grid not a table", ("sweep", "{tmp}/quick_grid5.toml", "--quick"),
+         "[quick] grid must be a table"),
+    Case("[quick] fixed not a table", ("sweep", "{tmp}/quick_fixed_str.toml", "--quick"),
+         "[quick] fixed must be a table"),
+    Case("logspace count not finite", ("sweep", "{tmp}/logspace_inf.toml"), "with finite numbers"),
 ]
 
 TOML_FILES = {
@@ -176,12 +201,24 @@ TOML_FILES = {
     "bad_cmd.toml": 'command = "plot"\n[grid]\ndepth = [1]\n',
     "bad_value.toml": 'command = "simulate"\n[grid]\ndepth = [0]\n',
     "good.toml": 'command = "simulate"\n[fixed]\nsize = "5"\nt-end = 1\n[grid]\ndepth = [1, 2]\n',
+    "big_grid.toml": 'command = "simulate"\n[grid]\nseed = {range = [0, 1000]}\n'
+                     'depth = {range = [1, 1001]}\n',
+    "huge_range.toml": 'command = "simulate"\n[grid]\nseed = {range = [0, 1e300]}\n',
+    "quick_grid5.toml": 'command = "simulate"\n[grid]\ndepth = [1]\n[quick]\ngrid = 5\n',
+    "quick_fixed_str.toml": 'command = "simulate"\n[grid]\ndepth = [1]\n[quick]\nfixed = "abc"\n',
+    "logspace_inf.toml": 'command = "simulate"\n[grid]\nlam = {logspace = [0, 1, inf]}\n',
+}
+
+MODULE_FILES = {
+    "exits.py": "import sys\nsys.exit(0)\n",
+    "pipe_id.py": 'from theory.registry import claim\n\n\n@claim("A|B", source="s", statement="s", '
+                  'tolerance=1.0)\ndef t(config):\n    pass\n',
 }
 
 
 def make_command_files(tmp: Path) -> None:
     """The sweep configurations the cases refer to."""
-    for name, text in TOML_FILES.items():
+    for name, text in {**TOML_FILES, **MODULE_FILES}.items():
         (tmp / name).write_text(text)
 
 

@@ -53,7 +53,7 @@ def test_evaluate_reports_a_crashing_test_as_fails():
         raise RuntimeError("boom")
 
     rec = evaluate(REGISTRY.pop("TEST-CRASH"), CheckConfig(quick=True))
-    assert rec.verdict == "fails" and rec.errored and "boom" in rec.details["error"]
+    assert rec.verdict == "error" and rec.errored and "boom" in rec.details["error"]
 
 
 def test_approximate_record_carries_relative_error():

@@ -185,3 +185,39 @@ def test_theorem3_is_theorem1_with_printed_term():
     ref = _explicit_theorem1(W, G + lam * printed_penalty_term(W), lg, 2, "row-major")
     assert np.allclose(theorem3_velocity(W, G, lg, 2, lam), ref, rtol=1e-10, atol=1e-12)
     assert np.allclose(theorem3_velocity(W, G, lg, 2, 0.0), theorem1_velocity(W, G, lg, 2), rtol=1e-14)
+
+
+@pytest.mark.parametrize("depth, lam", [(2, 0.0), (3, 0.0), (3, 0.05)])
+def test_adam_printed_field_is_a_function_of_w_alone(depth, lam):
+    """Flipping singular pairs (u_i, v_i) → (−u_i, −v_i) leaves W unchanged; the printed Adam field must not
+    change either (it did by up to 0.8 % through the mean inside s_j² = var(∇_{W_j}))."""
+    from flowsim.flows.adam import AdamPrintedFlow
+    from flowsim.flows.gradient import total_gradient
+    from flowsim.flows.printed import signed_balanced_factors, signed_svd
+
+    P = synthetic_problem(6, 6, 2, 20, seed=3)
+    W = np.random.default_rng(5).standard_normal((6, 6))
+    pen = make_penalty("ratio") if lam else None
+    flow = AdamPrintedFlow(P, depth, pen, lam)
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    base = flow.velocity(W, (U, s, Vt))
+    G = total_gradient(W, P, flow.penalty, lam)
+    for flips in ([0], [1, 4], [0, 1, 2, 3, 4, 5]):
+        d = np.ones(6)
+        d[flips] = -1.0
+        flipped = (U * d, s, Vt * d[:, None])
+        np.testing.assert_allclose(flow.velocity(W, flipped), base, rtol=0, atol=1e-12 * np.abs(base).max())
+        # the unsigned canonical factorization built on the flipped pair does change the printed field
+        raw = [s[:, None] ** (1 / depth) * flipped[2], *[np.diag(s ** (1 / depth))] * (depth - 2),
+               flipped[0] * s ** (1 / depth)]
+        v_raw = theorem1_velocity(W, G, layer_gradients(raw, G), depth, "row-major", 1e-8)
+        if lam == 0.0 and len(flips) < 6:  # flipping every pair keeps every mean² (and the field)
+            assert np.abs(v_raw - base).max() > 1e-6 * np.abs(base).max()
+    # the sign rule: largest |entry| of each v_i positive, and the factors multiply back to W
+    U2, _, Vt2 = signed_svd(W)
+    assert np.all(Vt2[np.arange(6), np.argmax(np.abs(Vt2), axis=1)] > 0)
+    f = signed_balanced_factors(W, depth)
+    prod = f[0]
+    for F in f[1:]:
+        prod = F @ prod
+    np.testing.assert_allclose(prod, W, atol=1e-12)

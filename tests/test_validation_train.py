@@ -66,8 +66,11 @@ def test_batched_equals_one_by_one():
     assert not np.allclose(batch[0].W[-1], batch[0].W[0])
 
 
-def test_recorded_metrics_equal_flowsim_metrics_and_time_map():
-    tr = train(P, _factors(1), optimizer="gd", lr=0.25, iters=300, n_record=15, save_matrices=True)
+@pytest.mark.parametrize("engine", ["torch", "auto"])
+def test_recorded_metrics_equal_flowsim_metrics_and_time_map(engine):
+    tr = train(
+        P, _factors(1), optimizer="gd", lr=0.25, iters=300, n_record=15, save_matrices=True, engine=engine
+    )
     assert tr.status == "ok"
     k = record_iterations(300, 15)
     np.testing.assert_array_equal(tr.extra["iteration"], k)
@@ -83,10 +86,11 @@ def test_recorded_metrics_equal_flowsim_metrics_and_time_map():
     np.testing.assert_allclose(tr.W0, end_product(_factors(1)))
 
 
-def test_one_gd_step_is_an_euler_step_of_the_layerwise_flow():
+@pytest.mark.parametrize("engine", ["torch", "auto"])
+def test_one_gd_step_is_an_euler_step_of_the_layerwise_flow(engine):
     f = _factors(2)
     lr = 0.05
-    tr = train(P, f, optimizer="gd", lr=lr, iters=1, save_matrices=True)
+    tr = train(P, f, optimizer="gd", lr=lr, iters=1, save_matrices=True, engine=engine)
     flow = LayerwiseFlow(P, 3)
     y0 = flow.initial_state(f)
     y1 = y0 + lr * flow(0.0, y0)
@@ -94,10 +98,11 @@ def test_one_gd_step_is_an_euler_step_of_the_layerwise_flow():
     assert tr.t[-1] == pytest.approx(lr)
 
 
-def test_adam_ode_starts_at_the_first_discrete_step():
+@pytest.mark.parametrize("engine", ["torch", "auto"])
+def test_adam_ode_starts_at_the_first_discrete_step(engine):
     f = _factors(3)
     lr = 0.01
-    tr = train(P, f, optimizer="adam", lr=lr, iters=1, save_matrices=True)
+    tr = train(P, f, optimizer="adam", lr=lr, iters=1, save_matrices=True, engine=engine)
     flow = AdamODEFlow(P, 3, lr=lr)
     y = flow.initial_state(f)
     assert flow.t0 == lr
@@ -112,10 +117,11 @@ def test_timemap_helpers():
     np.testing.assert_array_equal(flow_iterations(np.array([0, 1, 2]), 0.01, 0.0), [0, 1, 2])
 
 
-def test_divergence_stops_the_run_and_keeps_the_records():
+@pytest.mark.parametrize("engine", ["torch", "auto"])
+def test_divergence_stops_the_run_and_keeps_the_records(engine):
     good, bad = _factors(4, scale=1.0), _factors(4, scale=1.0)
     trajs = train_batched(
-        P, [good, bad], optimizer="gd", lr=[0.05, 50.0], iters=400, n_record=40, check_every=7
+        P, [good, bad], optimizer="gd", lr=[0.05, 50.0], iters=400, n_record=40, check_every=7, engine=engine
     )
     assert trajs[0].status == "ok" and len(trajs[0]) == len(record_iterations(400, 40))
     assert trajs[1].status == "diverged"

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 from flowsim.cli.common import make_parser, nonneg_int
-from flowsim.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInputError
+from flowsim.cli.interrupts import check_interrupt, deferred, note_interrupt
+from flowsim.cli.interrupts import exit_code as interrupt_exit_code
+from flowsim.errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
 
 from .registry import CheckConfig, Claim, ClaimRecord, evaluate, load_builtin_claims, load_user_module
 from .report import markdown_from_records, records_json, table, write_json
@@ -46,6 +48,8 @@ def _check_output(path: str | None, flag: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise BadInputError(f"{flag} {p} is a directory, expected a file name")
+    if len(p.name.encode()) > 255 - 16:  # the atomic writer's temporary name adds up to 16 bytes
+        raise BadInputError(f"{flag}: file name too long ({len(p.name.encode())} bytes; at most 239)")
     parent = p.absolute().parent
     if not parent.is_dir():
         raise BadInputError(f"{flag} {p}: folder {parent} does not exist")
@@ -96,14 +100,19 @@ def run(args: argparse.Namespace) -> int:
         for c in claims:
             if not args.quiet:
                 print(f"checking {c.id} ...", file=sys.stderr, flush=True)
-            records.append(evaluate(c, config))
-    except KeyboardInterrupt:
-        _write(args, records)
+            record = evaluate(c, config)
+            check_interrupt()  # a test that swallowed the interrupt measured a cut run: not a verdict
+            records.append(record)
+    except KeyboardInterrupt as exc:
+        note_interrupt(exc)
+        with deferred():
+            _write(args, records)
         print(table(records))
         print(f"flowsim check: interrupted after {len(records)} of {len(claims)} claims "
               f"({time.perf_counter() - start:.1f} s); the records so far were written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    _write(args, records)
+        return interrupt_exit_code()
+    with deferred():
+        _write(args, records)
     print(table(records))
     errored = [r.id for r in records if r.errored]
     if not args.quiet:

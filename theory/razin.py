@@ -52,18 +52,17 @@ factor's determinant being far better conditioned than det W (its singular value
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.integrate import BDF, LSODA, Radau
-from scipy.optimize import brentq
 
 from flowsim.errors import BadInputError
 from flowsim.factors import balancedness_residuals, canonical_balanced_factors, end_product
 from flowsim.initializations import init_rng
+from flowsim.integrator import integrate
 from flowsim.metrics import effective_rank
 from flowsim.problems import CompletionProblem
 from flowsim.trajectory import Trajectory
@@ -406,88 +405,58 @@ def integrate_razin(
     max_wall_time: float | None = None,
     max_steps: int | None = None,
 ) -> RazinRun:
-    """Integrate ``flow`` from ``factors`` to ``t_end`` (or until ℓ < ``stop_loss``) with a stiff solver and
-    an explicit Jacobian, saving on a log grid and locating the first time ℓ drops below each threshold
-    (root of log ℓ(t) − log thr on the solver's dense output). Ctrl-C keeps what was saved (status
-    ``interrupted``); a non-finite state stops with status ``diverged`` and the time where it happened."""
+    """Integrate ``flow`` from ``factors`` to ``t_end`` (or until ℓ falls to ``stop_loss``) with a stiff
+    solver and the flow's explicit Jacobian (:func:`flowsim.integrator.integrate`), saving on a log grid.
+    Each loss threshold is a recorded event log ℓ(q) − log thr (downward, located on the solver's dense
+    output) and the first time ℓ drops below it is reported; ``stop_loss`` is a terminal event of the same
+    kind. Ctrl-C keeps what was saved (status ``interrupted``); a non-finite state stops with status
+    ``diverged`` and the time where it happened; exhausted budgets give ``failed``."""
     if method not in _SOLVERS:
         raise BadInputError(f"--method must be one of {'|'.join(_SOLVERS)}, got {method!r}")
     grid = save_grid(t_end, n_save)
     q0 = flow.initial_state(factors)
     loss_of = flow.data.loss
-    start = time.perf_counter()
-    ts, qs = [0.0], [q0.copy()]
-    crossings: list[dict[str, float]] = []
     thr = sorted((float(x) for x in thresholds), reverse=True)
-    k_thr = 0
-    status, message = "ok", f"reached t_end = {t_end:g}"
-    nsteps = 0
 
-    def record_crossings(solver, l_now: float) -> None:
-        nonlocal k_thr
-        dense = None
-        while k_thr < len(thr) and l_now < thr[k_thr]:
-            level = thr[k_thr]
-            if dense is None:
-                dense = solver.dense_output()
-            def f(tt: float, dense=dense, level=level) -> float:
-                return math.log(loss_of(flow.matrix(dense(tt)))) - math.log(level)
+    def loss_event(level: float, terminal: bool) -> Callable[[float, np.ndarray], float]:
+        log_level = math.log(level)
 
-            a, b = solver.t_old, solver.t
-            tc = brentq(f, a, b, xtol=1e-12 * b, rtol=1e-12) if f(a) > 0 > f(b) else b
-            qc = dense(tc)
-            s1, ls2, sg, ld = flow.spectrum(qc)
-            crossings.append({"loss": level, "t": float(tc), "w11": float(flow.matrix(qc)[0, 0]),
-                              "sigma_max": s1, "sigma_min": math.exp(ls2),
-                              "log10_sigma_min": ls2 / math.log(10),
-                              "det": sg * math.exp(ld)})
-            k_thr += 1
+        def event(t: float, q: np.ndarray) -> float:
+            return math.log(loss_of(flow.matrix(q))) - log_level
 
-    solver = None
-    try:
-        solver = _SOLVERS[method](flow, 0.0, q0, t_end, rtol=rtol, atol=atol, jac=flow.jac)
-        k = 1
-        while solver.status == "running":
-            msg = solver.step()
-            nsteps += 1
-            if solver.status == "failed" or not np.all(np.isfinite(solver.y)):
-                status = "diverged" if not np.all(np.isfinite(solver.y)) else "failed"
-                why = msg or "non-finite state"
-                message = f"integrator stopped at t={solver.t:.6g} (step {nsteps}): {why}"
-                break
-            l_now = loss_of(flow.matrix(solver.y))
-            if k < grid.size and grid[k] <= solver.t:
-                dense = solver.dense_output()
-                while k < grid.size and grid[k] <= solver.t:
-                    ts.append(float(grid[k]))
-                    qs.append(np.asarray(dense(grid[k]), dtype=float))
-                    k += 1
-            record_crossings(solver, l_now)
-            if stop_loss is not None and l_now < stop_loss:
-                if ts[-1] < solver.t:
-                    ts.append(float(solver.t))
-                    qs.append(solver.y.copy())
-                message = f"loss {l_now:.3e} < {stop_loss:g} at t={solver.t:.6g}"
-                break
-            if max_steps is not None and nsteps >= max_steps and solver.status == "running":
-                status, message = "failed", f"step budget of {max_steps} exhausted at t={solver.t:.6g}"
-                break
-            if (max_wall_time is not None and solver.status == "running"
-                    and time.perf_counter() - start > max_wall_time):
-                status = "failed"
-                message = f"wall-time budget {max_wall_time:g} s exhausted at t={solver.t:.6g}"
-                break
-    except KeyboardInterrupt:
-        status = "interrupted"
-        t_at = solver.t if solver is not None else 0.0
-        message = f"interrupted by the user at t={t_at:.6g} (step {nsteps})"
+        event.__name__ = f"loss_below_{level:g}"
+        event.direction = -1.0  # type: ignore[attr-defined]
+        event.terminal = terminal  # type: ignore[attr-defined]
+        return event
+
+    events = [loss_event(level, False) for level in thr]
+    if stop_loss is not None:
+        events.append(loss_event(stop_loss, True))
+    res = integrate(flow, q0, grid, method=method, rtol=rtol, atol=atol, jac=flow.jac, events=events,
+                    max_steps=max_steps, max_wall_time=max_wall_time, progress=False)
+    crossings: list[dict[str, float]] = []
+    for level, times, states in zip(thr, res.t_events, res.y_events):
+        if len(times) == 0:
+            continue
+        tc, qc = float(times[0]), states[0]
+        s1, ls2, sg, ld = flow.spectrum(qc)
+        crossings.append({"loss": level, "t": tc, "w11": float(flow.matrix(qc)[0, 0]),
+                          "sigma_max": s1, "sigma_min": math.exp(ls2), "log10_sigma_min": ls2 / math.log(10),
+                          "det": sg * math.exp(ld)})
+    ts, qs = list(res.t), list(res.y)
+    status, message = res.status, res.message
+    if status == "ok":
+        message = f"reached t_end = {t_end:g}"
+    elif status == "event":  # the stop_loss event: the dynamics is followed up to that loss
+        status = "ok"
+        message = f"loss fell to the stop level {stop_loss:g} at t={res.t_last:.6g}"
+        if ts[-1] < res.t_last:
+            ts.append(res.t_last)
+            qs.append(res.y_last)
     t_arr = np.array(ts)
     Ws = np.array([flow.matrix(q) for q in qs])
     sp = np.array([flow.spectrum(q) for q in qs])
-    stats = {"method": method, "rtol": rtol, "atol": atol, "steps": nsteps,
-             "nfev": int(getattr(solver, "nfev", 0)), "njev": int(getattr(solver, "njev", 0)),
-             "t_last": float(solver.t) if solver is not None else 0.0, "state": flow.model,
-             "integration_wall_time_s": time.perf_counter() - start}
+    stats = {**res.stats(), "state": flow.model}
     return RazinRun(t=t_arr, W=Ws, sigma=np.column_stack([sp[:, 0], np.exp(sp[:, 1])]),
                     det=sp[:, 2] * np.exp(sp[:, 3]), loss=np.array([loss_of(W) for W in Ws]),
                     log_sigma_min=sp[:, 1], det_sign=sp[:, 2], log_abs_det=sp[:, 3],

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from flowsim.cli.budget import MAX_ITERATIONS, add_allow_large_arg, check_count, check_model, check_saved
 from flowsim.cli.common import (
     exit_code_for,
     finite_float,
@@ -24,10 +26,12 @@ from flowsim.cli.common import (
     positive_float,
     positive_int,
     prepare_out_dir,
+    record_tolerances,
+    write_results,
 )
+from flowsim.cli.interrupts import interrupt_requested, note_interrupt
 from flowsim.errors import BadInputError
 from flowsim.io import atomic_savez
-from flowsim.trajectory import write_run
 
 from . import razin as rz
 
@@ -65,6 +69,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="also run the perturbed family (z, z′) = (−2, 0.5), ε ∈ {0, 0.01, 0.05, 0.1, 0.5}")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/razin-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true", help="no summary")
+    add_allow_large_arg(p)
     return p
 
 
@@ -73,6 +78,10 @@ def _validate(args: argparse.Namespace) -> tuple[rz.RazinData, float, int]:
         if v == 0:
             raise BadInputError(f"{name} must be nonzero (RC20's checks use sign(z·z′) and the rank-1 "
                                 f"completion z·z′/ε), got 0")
+    check_model((2, 2), args.depth, args.allow_large, problem="the 2×2 problem")
+    check_saved("--n-save", args.n_save, (2, 2), 4 * max(args.depth, 1), False, args.allow_large)
+    if args.gd:
+        check_count("--gd-max-iter", args.gd_max_iter, MAX_ITERATIONS, args.allow_large, "iterations")
     data = rz.RazinData(args.z, args.zp, args.eps)
     scale = rz.DEFAULT_INIT_SCALE[args.init] if args.init_scale is None else args.init_scale
     sign = 1 if args.det == "pos" else -1
@@ -101,7 +110,11 @@ def run_family(args: argparse.Namespace, scale: float) -> tuple[dict[str, np.nda
         c5 = rz.check_c5(run, data)
         if run.model != "chart":
             c5 = {**c5, "observed_holds": c5.get("holds"), "holds": None, "applies": False}
+        if run.status == "interrupted":  # an interrupt is not a verdict
+            c5 = {**c5, "observed_holds": c5.get("holds"), "holds": None, "note": "interrupted"}
         rows.append({"eps": e, "status": run.status, "rank_one_w11": data.rank_one_w11, "C5": c5})
+        if run.status == "interrupted" or interrupt_requested():
+            break  # the member was cut short: keep the finished ones, run no more
     return arrays, rows
 
 
@@ -123,40 +136,59 @@ def run(args: argparse.Namespace) -> int:
         "loss_crossings": run_.crossings, "state": run_.model, "init_scale_used": scale,
         "initial_factors": [F.tolist() for F in factors],
     }
-    status = run_.status
+    status, message = run_.status, run_.message
+    if status == "interrupted":  # measured on a cut trajectory: recorded, but not a verdict
+        extra["verdicts"] = {k: "interrupted" for k in extra["verdicts"]}
     if status == "ok":
-        from .razin_symbolic import c8_evidence
-
-        extra["C8"] = c8_evidence(data.z, data.zp) if data.eps == 0 else {"applies": False}
-        if args.gd:
-            from .razin_gd import run_gd
-
-            gd = run_gd(factors, data, args.gd_lr, args.gd_stop_loss, args.gd_max_iter, args.gd_engine)
-            flow_wall = run_.stats["integration_wall_time_s"]
-            extra["gd"] = {**gd.summary(), "flow_integration_wall_time_s": flow_wall}
-            atomic_savez(out / "gd.npz",
-                         {"k": gd.k, "t": gd.t, "loss": gd.loss, "w11": gd.w11, "det": gd.det})
-        if args.family:
-            fam_arrays, rows = run_family(args, scale)
-            atomic_savez(out / "family.npz", fam_arrays)
-            extra["family"] = rows
+        try:
+            _comparisons(args, out, data, factors, scale, run_, extra)
+        except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: keep the flow and the comparisons finished so far
+            note_interrupt(exc)
+        if interrupt_requested():
+            done = ", ".join(k for k in ("C8", "gd", "family") if k in extra) or "none"
+            status = "interrupted"
+            message = (f"interrupted by the user after the flow ({run_.message}) during the comparisons "
+                       f"(finished: {done})")
     params = params_from_args(args)
     params["problem"] = data.problem().description
+    record_tolerances(params, run_.stats)
     wall = time.perf_counter() - start
-    write_run(out, traj, command="razin", params=params, wall_time_s=wall, extra_info=extra)
+    traj.status, traj.message = status, message
+    write_results(out, traj, command="razin", params=params, wall_time_s=wall, extra_info=extra)
     from .razin_plots import plot_run
 
     pngs = plot_run(out)
     if not args.quiet:
-        print(summary(run_, extra, wall, out, pngs))
+        print(summary(run_, extra, wall, out, pngs, status, message))
     elif status != "ok":
-        print(f"flowsim razin: {status}: {run_.message}")
+        print(f"flowsim razin: {status}: {message}", file=sys.stderr)
     return exit_code_for(status)
 
 
-def summary(run_: rz.RazinRun, extra: dict[str, Any], wall: float, out, pngs) -> str:
+def _comparisons(args: argparse.Namespace, out, data: rz.RazinData, factors, scale: float, run_: rz.RazinRun,
+                 extra: dict[str, Any]) -> None:
+    """C8 (symbolic), the GD comparison and the perturbed family, each written to ``extra`` (and its
+    ``.npz``) as soon as it is finished."""
+    from .razin_symbolic import c8_evidence
+
+    extra["C8"] = c8_evidence(data.z, data.zp) if data.eps == 0 else {"applies": False}
+    if args.gd:
+        from .razin_gd import run_gd
+
+        gd = run_gd(factors, data, args.gd_lr, args.gd_stop_loss, args.gd_max_iter, args.gd_engine)
+        flow_wall = run_.stats["integration_wall_time_s"]
+        atomic_savez(out / "gd.npz", {"k": gd.k, "t": gd.t, "loss": gd.loss, "w11": gd.w11, "det": gd.det})
+        extra["gd"] = {**gd.summary(), "flow_integration_wall_time_s": flow_wall}
+    if args.family:
+        fam_arrays, rows = run_family(args, scale)
+        atomic_savez(out / "family.npz", fam_arrays)
+        extra["family"] = rows
+
+
+def summary(run_: rz.RazinRun, extra: dict[str, Any], wall: float, out, pngs, status: str | None = None,
+            message: str | None = None) -> str:
     """Human-readable summary of a razin run."""
-    lines = [f"status       {run_.status} ({run_.message})",
+    lines = [f"status       {status or run_.status} ({message or run_.message})",
              f"state        {run_.model}; steps {run_.stats['steps']}, nfev {run_.stats['nfev']}",
              f"final        t={run_.t[-1]:.4g}  loss={run_.loss[-1]:.3e}  w11={run_.W[-1, 0, 0]:.6g}  "
              f"det={run_.det[-1]:.3e}  log10 σ_min={run_.log_sigma_min[-1] / math.log(10):.2f}"]

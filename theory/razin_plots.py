@@ -17,16 +17,23 @@ NORM_KEYS = (("norm_fro", "Frobenius"), ("norm_nuc", "nuclear"), ("norm_spec", "
 
 
 def _save(fig, path: Path, plt) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    from flowsim.plotting import save_figure
+
+    return save_figure(plt, fig, path)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write ``razin.png`` (and ``razin_family.png`` with a family) into ``run_dir``; returns the paths."""
-    d = Path(run_dir)
+    """Write ``razin.png`` (and ``razin_family.png`` with a family) into ``run_dir``; returns the paths.
+    A cut run (interrupted, diverged) has few or no positive values for the log axes: its panels are drawn
+    with what there is, without matplotlib's warnings about empty data."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _plot_run(Path(run_dir))
+
+
+def _plot_run(d: Path) -> list[Path]:
     info = read_json(d / "run.json")
     written: list[Path] = []
     if (d / "trajectory.npz").is_file():
@@ -102,8 +109,10 @@ def plot_family(fam: dict[str, np.ndarray], info: dict, path: Path) -> Path:
     z, zp = float(fam["z"]), float(fam["zp"])
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for i, e in enumerate(eps):
+        if f"loss_{i}" not in fam:  # an interrupted family: only the members run so far
+            continue
         loss, w11 = fam[f"loss_{i}"], fam[f"w11_{i}"]
-        sel = loss > 0
+        sel = (loss > 0) & np.isfinite(loss) & np.isfinite(w11) & (w11 != 0)
         ax.plot(loss[sel], np.abs(w11[sel]), color=f"C{i}", label=f"ε = {e:g}")
         if e != 0:
             ax.axhline(abs(z * zp / e), color=f"C{i}", ls=":", lw=1)

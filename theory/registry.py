@@ -3,7 +3,8 @@ returning a residual, a tolerance and a verdict computed at every run.
 
 A claim's test is a function ``test(config: CheckConfig) -> Evidence``. The verdict is derived from the
 residual (a relative error): ``holds`` if residual ≤ tolerance, ``approximate`` if residual ≤
-approx_tolerance, otherwise ``fails`` (the evidence's details then carry the counterexample).
+approx_tolerance, otherwise ``fails`` (the evidence's details then carry the counterexample); ``error`` when
+the test could not measure (it raised, exited or returned no real residual ≥ 0; details say why).
 
 Built-in claims live in modules ``theory/claims_*.py``; :func:`load_builtin_claims` imports them all.
 
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-VERDICTS = ("holds", "approximate", "fails")
+VERDICTS = ("holds", "approximate", "fails", "error")
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,13 @@ def claim(id: str, source: str, statement: str, tolerance: float, *, approx_tole
     ``meaning`` is one line on what the verdict means for a user (shown in ``docs/claims.md``). ``group``
     defaults to ``builtin``, or ``user:MODULE`` while a ``--module`` is being loaded.
     """
-    if not (isinstance(id, str) and id and id.strip() == id):
-        raise ValueError(f"a claim id must be a non-empty string without surrounding spaces, got {id!r}")
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"claim {id}: the tolerance must be a finite number ≥ 0, got {tolerance!r}")
+    if not (isinstance(id, str) and id and id.strip() == id and id.isprintable() and "|" not in id):
+        raise ValueError(f"a claim id must be a non-empty printable string without surrounding spaces, "
+                         f"line breaks or '|', got {id!r}")
+    for name, tol in (("tolerance", tolerance), ("approx_tolerance", approx_tolerance)):
+        finite_enough = math.isfinite(tol) or name != "tolerance" if isinstance(tol, (int, float)) else False
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol >= 0 and finite_enough):
+            raise ValueError(f"claim {id}: the {name} must be a number ≥ 0, got {tol!r}")
 
     def deco(fn: Callable[[CheckConfig], Evidence]) -> Callable[[CheckConfig], Evidence]:
         register(Claim(id, source, statement, float(tolerance), fn, float(approx_tolerance),
@@ -262,17 +266,56 @@ def verdict_for(residual: float, tolerance: float, approx_tolerance: float) -> s
     return "fails"
 
 
+def _residual(value: Any) -> float:
+    """A claim's residual as a float: a real number ≥ 0 (NaN/inf allowed: they fail); anything else, a
+    complex number or a negative relative error, is a bug of the claim's test (ValueError)."""
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None)
+    if arr.size != 1 or arr.dtype.kind not in "iuf":
+        raise ValueError(f"the residual must be a real number ≥ 0, got {value!r} ({type(value).__name__})")
+    v = float(arr.reshape(()))
+    if v < 0:
+        raise ValueError(f"the residual must be a real number ≥ 0 (a relative error), got {v!r}")
+    return v
+
+
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """A JSON-ready copy of a claim's details: dicts, lists and numbers are kept (NaN/inf as they are,
+    the JSON writer spells them), numpy values converted, complex numbers and anything else written as
+    their ``repr``; sets become sorted lists of their representations."""
+    if depth > 20:
+        return repr(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic) and not isinstance(obj, np.complexfloating):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, depth + 1) for v in obj]
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf" and obj.size <= 10_000:
+        return _plain(obj.tolist(), depth + 1)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(repr(v) for v in obj)
+    return repr(obj)
+
+
 def evaluate(c: Claim, config: CheckConfig) -> ClaimRecord:
-    """Run a claim's test and compute its verdict (an exception in the test is a ``fails`` verdict)."""
+    """Run a claim's test and compute its verdict. Whatever the test does (raises, calls ``sys.exit``,
+    returns a complex or negative residual or odd values in its details) stays in this claim's record:
+    verdict ``fails`` with ``details["error"]`` saying why. Only Ctrl-C/SIGTERM propagate."""
     start = time.perf_counter()
     try:
         ev = c.test(config)
-        residual = float(ev.residual)
-        details = dict(ev.details)
-    except Exception as exc:  # noqa: BLE001 - a crashing test is reported, not raised
+        if not isinstance(ev, Evidence):
+            raise TypeError(f"the test returned {type(ev).__name__}, not Evidence")
+        residual = _residual(ev.residual)
+        details = _plain(dict(ev.details))
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a crashing test is reported, not raised
         residual = float("nan")
-        details = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
-    verdict = verdict_for(residual, c.tolerance, c.approx_tolerance)
+        what = f"SystemExit({exc.code!r}): the test called sys.exit" if isinstance(exc, SystemExit) else (
+            f"{type(exc).__name__}: {exc}")
+        details = {"error": what, "traceback": traceback.format_exc(limit=5)}
+    verdict = "error" if "error" in details else verdict_for(residual, c.tolerance, c.approx_tolerance)
     if verdict == "approximate":
         details.setdefault("relative_error", residual)
     if verdict == "fails" and "error" not in details:
@@ -294,17 +337,24 @@ def load_builtin_claims() -> dict[str, Claim]:
 _LOADED_MODULES: dict[str, list[str]] = {}
 
 
+def _forget(before: set[str]) -> None:
+    """Drop the claims a module registered before its import failed (a half-loaded module adds none)."""
+    for cid in [cid for cid in REGISTRY if cid not in before]:
+        del REGISTRY[cid]
+
+
 def load_user_module(spec: str) -> list[str]:
     """Import a user module of claims (``--module PATH_OR_NAME``): a path to a ``.py`` file or a dotted
     module name importable from ``sys.path`` (the current folder included). Claims it registers get the
     group ``user:NAME``. Returns their ids. Raises ``ImportError`` with a one-line message on failure.
     A module already loaded is not imported again.
     """
-    if spec in _LOADED_MODULES:
-        return _LOADED_MODULES[spec]
-    before = set(REGISTRY)
     path = Path(spec)
     looks_like_path = spec.endswith(".py") or "/" in spec or path.is_file()
+    key = str(path.resolve()) if looks_like_path and path.is_file() else spec
+    if key in _LOADED_MODULES:
+        return _LOADED_MODULES[key]
+    before = set(REGISTRY)
     if looks_like_path:
         if not path.is_file():
             raise ImportError(f"--module {spec}: no such file")
@@ -327,8 +377,12 @@ def load_user_module(spec: str) -> list[str]:
                 importlib.import_module(spec)
     except ImportError as exc:
         raise ImportError(f"--module {spec}: {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:
+        _forget(before)
+        raise ImportError(f"--module {spec}: importing it called sys.exit({exc.code!r})") from None
     except Exception as exc:  # noqa: BLE001 - any failure while importing the user's module is reported
+        _forget(before)
         raise ImportError(f"--module {spec}: importing it raised {type(exc).__name__}: {exc}") from None
     added = [cid for cid in REGISTRY if cid not in before]
-    _LOADED_MODULES[spec] = added
+    _LOADED_MODULES[key] = added
     return added

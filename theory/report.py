@@ -31,15 +31,15 @@ def _fmt(x: Any) -> str:
 def table(records: Sequence[ClaimRecord]) -> str:
     """A fixed-width table: claim, source, verdict, residual (relative error), tolerance, wall time."""
     head = ("claim", "source", "verdict", "residual", "tolerance", "time")
-    rows = [(r.id, r.source, r.verdict + (" (error)" if r.errored else ""), _fmt(r.residual),
+    rows = [(_cell(r.id), _cell(r.source), r.verdict, _fmt(r.residual),
              _fmt(r.tolerance), f"{r.wall_time_s:.1f}s") for r in records]
     widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(head)]
     line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    counts = {v: sum(r.verdict == v for r in records) for v in ("holds", "approximate", "fails")}
+    counts = {v: sum(r.verdict == v for r in records) for v in ("holds", "approximate", "fails", "error")}
     out.append(f"{len(records)} claims: {counts['holds']} hold, {counts['approximate']} approximate, "
-               f"{counts['fails']} fail")
+               f"{counts['fails']} fail" + (f", {counts['error']} error" if counts["error"] else ""))
     return "\n".join(out)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,6 +166,55 @@ class BatchedProblems:
         for k in res:
             res[k][bad] = np.nan
         return res
+
+
+class TorchRuns:
+    """B runs advanced with batched torch tensors: layer factors ``params`` (B, d_{j+1}, d_j) updated in
+    place by a batched optimizer from the closed-form layer gradients (ACH18 Eq. 5).
+
+    ``start()`` evaluates iterate 0, ``advance(k_to)`` runs the iterations k → k_to, evaluating the
+    objective at every iterate; ``bad_iterations()`` gives per run the first iterate whose objective was
+    non-finite or above ``blowup`` (−1 if none; tracked on the device, read back only here);
+    ``end_products()`` the last evaluated iterate W (B, m, n).
+    """
+
+    def __init__(
+        self, params: list[torch.Tensor], problems: BatchedProblems, optimizer: Any, blowup: float = 1e100
+    ):
+        self.params = params
+        self.problems = problems
+        self.opt = optimizer
+        self.blowup = blowup
+        self.k = 0
+        self.first_bad = torch.full((problems.batch,), -1, dtype=torch.long, device=params[0].device)
+        self.pre: list[torch.Tensor | None] = []
+        self.G: torch.Tensor | None = None
+
+    def _evaluate(self) -> None:
+        self.pre = prefix_products(self.params)
+        loss, self.G = self.problems.loss_and_grad(self.pre[-1])
+        bad = ~torch.isfinite(loss) | (loss.abs() > self.blowup)
+        fb = self.first_bad
+        self.first_bad = torch.where((fb < 0) & bad, torch.full_like(fb, self.k), fb)
+
+    def start(self) -> None:
+        """Evaluate iterate 0."""
+        self._evaluate()
+
+    def advance(self, k_to: int) -> None:
+        """Optimizer steps from the current iterate to iterate ``k_to``."""
+        while self.k < k_to:
+            self.opt.step(layer_gradients(self.params, self.G, self.pre))
+            self.k += 1
+            self._evaluate()
+
+    def bad_iterations(self) -> np.ndarray:
+        """First non-finite/blown-up iterate per run (−1: none so far)."""
+        return self.first_bad.cpu().numpy()
+
+    def end_products(self) -> torch.Tensor:
+        """W = W_N ⋯ W_1 at the current iterate, (B, m, n)."""
+        return self.pre[-1]
 
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:

@@ -9,6 +9,14 @@ from typing import Any
 
 import torch
 
+from flowsim.cli.budget import (
+    MAX_ITERATIONS,
+    add_allow_large_arg,
+    check_count,
+    check_model,
+    check_saved,
+    note_slow_setup,
+)
 from flowsim.cli.common import (
     add_model_args,
     add_no_plot_arg,
@@ -116,12 +124,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add_device_args(p)
     add_output_args(p)
     add_no_plot_arg(p)
+    add_allow_large_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    check_count("--iters", args.iters, MAX_ITERATIONS, args.allow_large, "iterations")
+    if args.w_star is None:
+        check_model(args.size, args.depth, args.allow_large)
+        note_slow_setup(args.size, args.quiet)
     problem = problem_from_args(args)
+    check_model(problem.shape, args.depth, args.allow_large)
+    check_saved("--n-save", args.n_save, problem.shape, 0, args.save_matrices, args.allow_large)
     penalty = penalty_from_args(args)
     factors = factors_from_args(args, problem.shape)
     hyper = hyper_from_args(args)

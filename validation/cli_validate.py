@@ -8,6 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+from flowsim.cli.budget import (
+    MAX_ITERATIONS,
+    add_allow_large_arg,
+    check_count,
+    check_model,
+    check_saved,
+    note_slow_setup,
+)
 from flowsim.cli.common import (
     add_model_args,
     add_output_args,
@@ -22,6 +30,7 @@ from flowsim.cli.common import (
     prepare_out_dir,
     problem_from_args,
 )
+from flowsim.cli.interrupts import deferred
 from flowsim.errors import BadInputError
 from flowsim.flows import MODEL_NAMES, make_flow
 from flowsim.integrator import SOLVERS
@@ -98,6 +107,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add_device_args(p)
     add_output_args(p)
+    add_allow_large_arg(p)
     return p
 
 
@@ -144,7 +154,16 @@ def run(args: argparse.Namespace) -> int:
     check_pairing(args.optimizer, against)
     if len(set(args.lrs)) < 2:
         raise BadInputError("--lrs needs at least two distinct step sizes")
+    iters = sum(math.ceil(args.t_end / lr) for lr in args.lrs) if all(
+        args.t_end / lr < 1e300 for lr in args.lrs) else math.inf
+    check_count(f"--t-end {args.t_end:g} with --lrs {min(args.lrs):g}…", iters, MAX_ITERATIONS,
+                args.allow_large, "iterations in all (t_end/η per step size)")
+    if args.w_star is None:
+        check_model(args.size, args.depth, args.allow_large)
+        note_slow_setup(args.size, args.quiet)
     problem = problem_from_args(args)
+    check_model(problem.shape, args.depth, args.allow_large)
+    check_saved("--n-save", args.n_save * 2 * len(args.lrs), problem.shape, 0, True, args.allow_large)
     penalty = penalty_from_args(args)
     factors = factors_from_args(args, problem.shape)
     hyper = hyper_from_args(args)
@@ -196,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         max_wall_time=args.max_wall_time,
         on_row=on_row,
     )
-    _write(out, res, params, start, final=True)
+    with deferred():  # the final files are written whole even when Ctrl-C arrives meanwhile
+        _write(out, res, params, start, final=True)
     png = plot_run(out)[0] if res.rows else None
     if not args.quiet:
         sl = res.slopes()

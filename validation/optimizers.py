@@ -132,7 +132,9 @@ class BatchedSGD(BatchedOptimizer):
             else:
                 st["momentum_buffer"].mul_(mu).add_((1 - self._col("dampening", p)) * g)
             buf = st["momentum_buffer"]
-            g = g + mu * buf if self.flags["nesterov"] else buf
+            g_mom = g + mu * buf if self.flags["nesterov"] else buf
+            # a run with μ = 0 in a batch with momentum is plain SGD (torch.optim ignores its dampening)
+            g = torch.where(mu != 0, g_mom, g) if torch.any(mu == 0) else g_mom
         p.sub_(self._col("lr", p) * g)
 
 

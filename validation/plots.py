@@ -19,18 +19,30 @@ def lr_dir(run_dir: str | Path, lr: float) -> Path:
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write ``validation.png`` in ``run_dir`` (a ``flowsim validate`` run); returns [its path]."""
-    from flowsim.plotting import _mpl
+    """Write ``validation.png`` in ``run_dir`` (a ``flowsim validate`` run); returns [its path], or []
+    when the run recorded no ``validation.json`` (it stopped before its first step size). A cut run's
+    panels show what there is, without matplotlib's warnings about empty data."""
+    import warnings
 
     d = Path(run_dir)
+    if not (d / VALIDATION_JSON).is_file():
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _plot_run(d)
+
+
+def _plot_run(d: Path) -> list[Path]:
+    from flowsim.plotting import _mpl, save_figure
+
     doc = read_json(d / VALIDATION_JSON)
-    rows = doc.get("rows", [])
+    rows = [r for r in doc.get("rows", []) if isinstance(r, dict) and "lr" in r]
     lrs = np.array([r["lr"] for r in rows], dtype=float)
     plt = _mpl()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
     ax = axes[0]
     for key, label, color in (("e_sigma", "e_σ", "C0"), ("e_W", "e_W", "C3")):
-        e = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+        e = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
         ok = np.isfinite(e) & (e > 0)
         if not ok.any():
             continue
@@ -65,9 +77,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             if not (sub / kind / TRAJECTORY_NPZ).is_file():
                 continue
             traj, _ = load_run(sub / kind)
-            idx = np.flatnonzero(traj.t > 0)
             k = min(5, traj.sigma.shape[1])
             for i in range(k):
+                idx = np.flatnonzero((traj.t > 0) & np.isfinite(traj.sigma[:, i]) & (traj.sigma[:, i] > 0))
                 ax.plot(
                     traj.t[idx],
                     traj.sigma[idx, i],
@@ -87,9 +99,4 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             color="C3",
             fontsize=7,
         )
-    path = d / "validation.png"
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return [path]
+    return [save_figure(plt, fig, d / "validation.png")]

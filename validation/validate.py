@@ -9,6 +9,7 @@ those common times (:mod:`validation.errors`); finally the log-log slope of each
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,14 @@ from .timemap import flow_iterations, iteration_times, iterations_for_horizon
 from .train import record_iterations, train
 
 #: the flows each optimizer may be compared with, and the default one
-AGAINST = {"gd": ("gf", "gd-modified"), "adam": ("adam-ode", "adam-layer", "adam-printed")}
+AGAINST = {"gd": ("gf", "gd-modified"), "adam": ("adam-ode", "adam-sign", "adam-layer", "adam-printed")}
 DEFAULT_AGAINST = {"gd": "gf", "adam": "adam-ode"}
 BETA_SCALINGS = ("fixed", "bb21")
 #: flows whose vector field does not depend on η (integrated once for all step sizes)
-LR_FREE_FLOWS = ("gf", "adam-layer", "adam-printed")
+LR_FREE_FLOWS = ("gf", "adam-layer", "adam-printed", "adam-sign")
+#: with fixed β, discrete Adam is near its η → 0 limits (adam-sign; adam-ode at order 1) only once its
+#: second-moment window η/(1 − β₂) is a small part of the horizon: warn above this fraction of T
+ADAM_WINDOW_WARN = 0.1
 ROW_KEYS = ("lr", "e_sigma", "e_W", "erank_gap", "test_error_gap")
 
 
@@ -48,6 +52,7 @@ class ValidationResult:
     flows: list[Trajectory] = field(default_factory=list)
     status: str = "ok"
     message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def slopes(self) -> dict[str, float]:
         """Fitted log-log slopes (and intercepts) of e_σ and e_W against η."""
@@ -74,6 +79,7 @@ class ValidationResult:
             "message": self.message,
             "details": self.details,
         }
+        doc.update(self.extra)
         if extra:
             doc.update(extra)
         return doc
@@ -95,6 +101,13 @@ def scaled_hyper(
     for key, default in (("beta1", 0.9), ("beta2", 0.999)):
         out[key] = 1.0 - (1.0 - float(hyper.get(key, default))) * lr / lr_max
     return out
+
+
+def adam_window_ratio(lr_max: float, beta2: float, t_end: float) -> float:
+    """(η_max/(1 − β₂))/T: the second-moment window of discrete Adam at the largest step size as a fraction
+    of the horizon. With fixed β the fixed-β limit (adam-sign) and the order-1 convergence to the BB21 ODE
+    (adam-ode) are reached only once it is ≪ 1 (``docs/math-adam.md``, "Validation reads")."""
+    return lr_max / (1.0 - beta2) / t_end
 
 
 def _restrict(traj: Trajectory, t_eval: np.ndarray) -> Trajectory:
@@ -192,6 +205,13 @@ def validate(
     if beta_scaling == "bb21" and optimizer != "adam":
         raise BadInputError("--beta-scaling bb21 applies to --optimizer adam only")
     hypers = {lr: scaled_hyper(dict(hyper or {}), lr, lrs[0], beta_scaling, optimizer) for lr in lrs}
+    window = None
+    if optimizer == "adam":
+        window = adam_window_ratio(lrs[0], float(hypers[lrs[0]].get("beta2", 0.999)), t_end)
+        if beta_scaling == "fixed" and window > ADAM_WINDOW_WARN:
+            print(f"flowsim validate: warning: η_max/(1 − β₂) = {window * t_end:.3g} is {window:.3g}·T (> "
+                  f"{ADAM_WINDOW_WARN:g}·T): with fixed β, Adam is not yet near its η → 0 limit; use smaller "
+                  f"--lrs or a longer --t-end", file=sys.stderr)
     # build every flow once up front: bad input is reported before anything runs
     flows = {
         lr: make_flow(
@@ -211,6 +231,8 @@ def validate(
     }
     plans = {lr: record_iterations(iterations_for_horizon(t_end, lr), n_record) for lr in lrs}
     res = ValidationResult(optimizer, against)
+    if window is not None:
+        res.extra["adam_window_ratio"] = window
     problems: list[str] = []
     shared = None  # flows that do not depend on η are integrated once, on the union of all discrete times
     if against in LR_FREE_FLOWS:

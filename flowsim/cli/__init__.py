@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInputError
+from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("flowsim.cli.simulate", "integrate a continuous-time model (gradient flow, Adam flows)"),
@@ -74,13 +74,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"flowsim {name}: error: this command is not yet available", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
+        code = _run(module, name, rest)
+    if code != EXIT_RUN_FAILED:  # a failed run's stderr is its one status line; the warnings are its echo
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return code
+
+
+def _run(module, name: str, rest: list[str]) -> int:
+    """Parse and run one command; every way it can end becomes an exit code and at most one line."""
+    from . import interrupts, outdir
+
     try:
-        args = module.build_parser(f"flowsim {name}").parse_args(rest)
-        with blas_thread_limit():
-            return int(module.run(args))
+        with interrupts.handling_signals():
+            args = module.build_parser(f"flowsim {name}").parse_args(rest)
+            with blas_thread_limit():
+                return int(module.run(args))
     except BadInputError as exc:
-        print(f"flowsim {name}: error: {exc}", file=sys.stderr)
+        print(f"flowsim {name}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        interrupts.note_interrupt(exc)
         print(f"flowsim {name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupts.exit_code()
+    except (OSError, MemoryError) as exc:
+        # an OS refusal (no space, name too long, permission) or memory exhaustion: one line; before the
+        # output folder was claimed it is bad input (nothing written), after it a failed run (exit 3)
+        code = EXIT_RUN_FAILED if outdir.work_started() else EXIT_BAD_INPUT
+        print(f"flowsim {name}: error: {_os_error_text(exc)}", file=sys.stderr)
+        return code
+    finally:
+        outdir.reset()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split("\n"))
+
+
+def _os_error_text(exc: BaseException) -> str:
+    """``cannot write PATH: No space left on device`` style text for an OSError or MemoryError."""
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({exc or 'MemoryError'}); use smaller sizes or counts"
+    where = getattr(exc, "filename", None)
+    reason = _one_line(getattr(exc, "strerror", None) or exc) or type(exc).__name__
+    return f"{where}: {reason}" if where else reason

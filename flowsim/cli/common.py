@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -13,7 +14,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInputError
+from ..errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInputError
 from ..initializations import INIT_NAMES, init_factors
 from ..penalties import PENALTY_NAMES, Penalty, make_penalty
 from ..problems import REDUCTIONS, CompletionProblem, problem_from_files, synthetic_problem
@@ -156,6 +157,10 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--w-star", default=None, metavar="FILE.npy",
                    help="user ground truth (overrides --size/--rank)")
     g.add_argument("--mask", default=None, metavar="FILE.npy", help="user observation mask (with --w-star)")
+    g.add_argument("--data", default=None, metavar="ratings:PATH",
+                   help="ratings (MovieLens u.data, CSV/TSV user,item,rating); overrides --size/--rank")
+    g.add_argument("--test-fraction", type=positive_float, default=0.1, metavar="F",
+                   help="with --data: fraction of the ratings held out as the test set (seeded by --seed)")
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default_init: str = "balanced-gaussian") -> None:
@@ -188,6 +193,13 @@ def problem_from_args(args: argparse.Namespace) -> CompletionProblem:
     """Build the problem described by the problem options."""
     if args.mask is not None and args.w_star is None:
         raise BadInputError("--mask needs --w-star")
+    if getattr(args, "data", None) is not None:
+        from ..ratings import parse_data_spec, ratings_problem
+
+        if args.w_star is not None:
+            raise BadInputError("--data and --w-star are exclusive")
+        return ratings_problem(parse_data_spec(args.data), args.test_fraction, args.seed,
+                               reduction=args.reduction, scale=args.loss_scale)
     if args.w_star is not None:
         return problem_from_files(args.w_star, args.mask, args.reduction, args.loss_scale)
     m, n = args.size
@@ -246,8 +258,10 @@ def prepare_out_dir(out: str | None, command: str) -> Path:
         raise BadInputError(f"--out {path} is not writable ({parent} is not a directory)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInputError(f"--out {path} is not writable")
+    from .outdir import claim_out_dir
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        claim_out_dir(path, command)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise BadInputError(f"--out {path} cannot be created ({reason})") from None
@@ -268,19 +282,51 @@ def write_run_and_plot(
     """Write ``run.json`` + ``trajectory.npz`` (SPEC §7), then ``trajectory.png`` unless ``no_plot`` or the
     trajectory has a single point. Returns the PNG path or None."""
     from ..plotting import plot_trajectory
-    from ..trajectory import write_run
     from .plot import _title
 
-    write_run(out, traj, command=command, params=params, wall_time_s=wall_time_s, extra_info=extra_info)
+    write_results(out, traj, command=command, params=params, wall_time_s=wall_time_s, extra_info=extra_info)
     if len(traj) <= 1 or no_plot:
         return None
     return plot_trajectory(traj, out / "trajectory.png", title=_title({"command": command, "params": params}),
                            time_label=time_label)
 
 
+def write_results(out: Path, traj: Any, *, command: str, params: dict[str, Any], wall_time_s: float,
+                  extra_info: dict[str, Any] | None = None) -> None:
+    """``write_run`` with signals held until both files are written; when the file system refuses
+    (no space, quota), a small ``run.json`` with status ``failed`` and the reason is still attempted, then
+    the OSError propagates (the CLI prints one line and exits 3)."""
+    from ..io import atomic_write_json, command_line
+    from ..trajectory import write_run
+    from .interrupts import deferred
+
+    with deferred():
+        try:
+            write_run(out, traj, command=command, params=params, wall_time_s=wall_time_s,
+                      extra_info=extra_info)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                atomic_write_json(out / "run.json", {
+                    "command": command, "argv": command_line(), "params": params, "seed": params.get("seed"),
+                    "status": "failed", "message": f"the results could not be written ({exc})",
+                    "run_status": traj.status, "run_message": traj.message, "wall_time_s": wall_time_s,
+                    "stats": traj.stats, "final": traj.final_metrics()})
+            raise
+
+
 def exit_code_for(status: str) -> int:
-    """0 for ok, 3 for diverged/failed, 130 for interrupted (SPEC §7)."""
-    return {"ok": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_RUN_FAILED)
+    """0 for ok, 3 for diverged/failed, 130 for interrupted by SIGINT and 143 by SIGTERM (SPEC §7)."""
+    from .interrupts import exit_code
+
+    return {"ok": EXIT_OK, "interrupted": exit_code()}.get(status, EXIT_RUN_FAILED)
+
+
+def record_tolerances(params: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Add ``tolerances_used`` (the rtol/atol the solver actually used, from its statistics) to the
+    recorded parameters; scipy raises an rtol below 100·eps, so the requested ``rtol`` may differ."""
+    used = {k: stats[k] for k in ("rtol", "atol") if isinstance(stats.get(k), (int, float))}
+    if used:
+        params["tolerances_used"] = used
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:

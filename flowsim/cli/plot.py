@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from pathlib import Path
 
 from ..errors import BadInputError
@@ -34,11 +35,12 @@ def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[
         raise BadInputError(f"{d} is not a directory")
     info_path = d / RUN_JSON
     if not info_path.is_file():
+        if (d / "sweep.json").is_file():
+            raise BadInputError(f"{d} is a sweep folder; plot one of its points: flowsim plot "
+                                f"{d / 'points' / 'ID'}")
         raise BadInputError(f"{d} is not a run directory (no {RUN_JSON})")
     if output is not None:
-        out_parent = Path(output).absolute().parent
-        if not out_parent.is_dir():
-            raise BadInputError(f"--output {output}: folder {out_parent} does not exist")
+        _check_output(Path(output))
     try:
         info = read_json(info_path)
     except (OSError, ValueError) as exc:
@@ -63,9 +65,30 @@ def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[
             written += list(getattr(importlib.import_module(mod), fn)(d))
         except ModuleNotFoundError:
             pass
+        except (ValueError, KeyError, TypeError, IndexError, EOFError) as exc:  # corrupt files of the command
+            raise BadInputError(f"{d}: its {cmd} files are unreadable or truncated "
+                                f"({type(exc).__name__}: {exc})") from None
     if not written:
-        raise BadInputError(f"{d} holds nothing to plot")
+        status = info.get("status")
+        why = f": the run {status} before recording anything ({info.get('message')})" if status not in (
+            None, "ok") else ""
+        raise BadInputError(f"{d} holds nothing to plot{why}")
     return written
+
+
+def _check_output(path: Path) -> None:
+    """``--output`` must name a PNG file in an existing, writable folder."""
+    if path.is_dir():
+        raise BadInputError(f"--output {path} is a directory, expected a PNG file name")
+    if path.suffix.lower() != ".png":  # never over a run's data files (run.json, trajectory.npz, ...)
+        raise BadInputError(f"--output {path} must be a .png file name")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise BadInputError(f"--output {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"--output {path}: folder {parent} is not writable")
+    if len(path.name.encode()) > 255 - 16:
+        raise BadInputError(f"--output {path}: file name too long")
 
 
 def _title(info: dict) -> str:

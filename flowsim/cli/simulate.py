@@ -11,6 +11,7 @@ import numpy as np
 from ..flows import FLOW_NAMES, MODEL_NAMES, make_flow
 from ..integrator import SOLVERS, log_time_grid
 from ..simulate import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_T_END, simulate
+from .budget import add_allow_large_arg, check_horizon, check_model, check_saved, note_slow_setup
 from .common import (
     add_model_args,
     add_no_plot_arg,
@@ -25,6 +26,7 @@ from .common import (
     positive_int,
     prepare_out_dir,
     problem_from_args,
+    record_tolerances,
     unit_interval_float,
     write_run_and_plot,
 )
@@ -58,17 +60,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--save-matrices", action="store_true", help="also save W(t) at every saved time")
     add_output_args(p)
     add_no_plot_arg(p)
+    add_allow_large_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     # Build and validate everything before the run directory exists (bad input leaves nothing behind).
+    check_horizon(args.t_end, args.allow_large)
+    if args.w_star is None:
+        check_model(args.size, args.depth, args.allow_large)
+        note_slow_setup(args.size, args.quiet)
     problem = problem_from_args(args)
+    check_model(problem.shape, args.depth, args.allow_large)
     penalty = penalty_from_args(args)
     flow = make_flow(args.flow, problem, args.depth, penalty, args.lam, args.model, lr=args.lr,
                      beta1=args.beta1, beta2=args.beta2, eps=args.adam_eps)
     factors = factors_from_args(args, problem.shape)
+    check_saved("--n-save", args.n_save, problem.shape, flow.initial_state(factors).size, args.save_matrices,
+                args.allow_large)
     log_time_grid(args.t_end, args.n_save, None, flow.t0)
     out = prepare_out_dir(args.out, "simulate")
     traj = simulate(flow, factors, args.t_end, n_save=args.n_save, method=args.method, rtol=args.rtol,
@@ -77,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     params["problem"] = problem.description
     params["flow_description"] = flow.describe()
+    record_tolerances(params, traj.stats)
     wall = time.perf_counter() - start
     png = write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=wall,
                              no_plot=args.no_plot)

@@ -18,7 +18,7 @@ from .gradient import (
     total_gradient,
 )
 
-FLOW_NAMES = ("gf", "gd-modified", "adam-printed", "adam-layer", "adam-ode")
+FLOW_NAMES = ("gf", "gd-modified", "adam-printed", "adam-layer", "adam-ode", "adam-sign")
 MODEL_NAMES = ("end-product", "layers", "auto")
 
 
@@ -39,6 +39,11 @@ def make_flow(
             from .auto import AutoGradientFlow
 
             return AutoGradientFlow(problem, depth, penalty, lam)
+        if model == "end-product" and depth == 1 and lam > 0 and penalty and penalty.sticks_at_zero:
+            # non-smooth at σ = 0: the minimal-norm-subgradient (Filippov) flow with rank-changing events
+            from .filippov import FilippovSpectralFlow
+
+            return FilippovSpectralFlow(problem, penalty, lam)
         cls = EndProductFlow if model == "end-product" else LayerwiseFlow
         return cls(problem, depth, penalty, lam)
     # adam-layer, adam-ode and gd-modified always run on the layer factors and adam-printed on the end
@@ -47,6 +52,10 @@ def make_flow(
         from .adam import AdamLayerFlow
 
         return AdamLayerFlow(problem, depth, penalty, lam, eps=options.get("eps", 1e-8))
+    if name == "adam-sign":
+        from .adam import AdamSignFlow
+
+        return AdamSignFlow(problem, depth, penalty, lam, eps=options.get("eps", 1e-8))
     if name == "adam-ode":
         from .adam import AdamODEFlow
 

@@ -7,6 +7,12 @@ flow, and the Adam ODE with moment states (BB21).
 * ``adam-layer`` (:class:`AdamLayerFlow`, SPEC §3.4(b)): layer state; Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR).
 * ``adam-ode`` (:class:`AdamODEFlow`, SPEC §3.4(c)): layer, first- and second-moment states; the faithful
   continuous model of discrete Adam at step size η.
+* ``adam-sign`` (:class:`AdamSignFlow`): layer state; Ẇ_j = −g_j/(|g_j| + ε), the limit of discrete Adam
+  with β₁, β₂ fixed and η → 0 (BB21; ``docs/math-adam.md``, "The fixed-β limit").
+
+``adam-printed``, ``adam-layer`` and ``adam-sign`` move at speed O(1) however small ∇ℓ is, so they reach the
+stationary set in finite time; they integrate through :func:`flowsim.flows.base.solve_with_arrival`
+(``docs/math-adam.md``, "Finite-time arrival").
 
 The ε of S_j (adam-printed, adam-layer) is Adam's ε (default 1e-8), entering as
 S_j = (∇^{⊙2} + s_j² + ε²)^{⊙−1/2} (see :mod:`flowsim.flows.variance`).
@@ -21,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInputError
-from ..factors import canonical_balanced_factors, end_product, layer_dims
+from ..factors import end_product, layer_dims
 from ..penalties import Penalty, RatioPenalty
 from ..problems import CompletionProblem
-from .base import Flow
+from .base import ArrivalFlow, Flow
 from .gradient import FactorPacker, layer_gradients, total_gradient
-from .printed import CONVENTIONS, theorem1_velocity, theorem3_velocity
+from .printed import CONVENTIONS, signed_balanced_factors, theorem1_velocity, theorem3_velocity
 from .variance import variance_adapted_layer_velocity
 
 DEFAULT_ADAM_EPS = 1e-8
@@ -72,6 +78,11 @@ class _LayerStateFlow(Flow):
         G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
         return layer_gradients(factors, G)
 
+    def arrival_gradient(self, y: np.ndarray) -> np.ndarray:
+        """The packed layer gradients ∇_{W_j}(ℓ + λR) at the state y (zero on the stationary set)."""
+        assert self.packer is not None, "call initial_state first"
+        return self.packer.pack(self.total_layer_gradients(self.layer_factors(y)))
+
     def describe(self) -> dict[str, Any]:
         d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam}
         if self.packer is not None:
@@ -79,7 +90,7 @@ class _LayerStateFlow(Flow):
         return d
 
 
-class AdamLayerFlow(_LayerStateFlow):
+class AdamLayerFlow(_LayerStateFlow, ArrivalFlow):
     """Exact layer-wise variance-adapted flow (SPEC §3.4(b), the dynamics Zhao22 Theorem 1 approximates):
 
         Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR),  S_j = ((∇_{W_j})^{⊙2} + s_j² + ε²)^{⊙−1/2},  s_j² = var(∇_{W_j}).
@@ -108,6 +119,47 @@ class AdamLayerFlow(_LayerStateFlow):
         factors = self.layer_factors(y)
         G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
         return np.concatenate([v.ravel() for v in variance_adapted_layer_velocity(factors, G, self.eps)])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "eps": self.eps}
+
+
+def sign_velocity(g: np.ndarray, eps: float) -> np.ndarray:
+    """Ẇ = −g/(|g| + ε) entry-wise: Adam's update direction m̂/(√v̂ + ε) with m̂ = g and v̂ = g⊙g, i.e. the
+    fixed-β, η → 0 limit of Adam (BB21; ``docs/math-adam.md``, "The fixed-β limit")."""
+    return -g / (np.abs(g) + eps)
+
+
+class AdamSignFlow(_LayerStateFlow, ArrivalFlow):
+    """The fixed-β limit of discrete Adam (BB21; ``docs/math-adam.md``, "The fixed-β limit"), per layer:
+
+        Ẇ_j = −g_j/(|g_j| + ε),  g_j = ∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ.
+
+    With β₁, β₂ fixed and t = kη, the moment windows η/(1 − β₁) and η/(1 − β₂) shrink to 0 as η → 0, so
+    m → g and v → g⊙g and Adam's step m̂/(√v̂ + ε) becomes g/(|g| + ε): the variance-adapted flow
+    (``adam-layer``) with s_j² = 0 and Adam's ε outside the square root. Each entry moves at speed < 1
+    towards the sign of −g_j, so the flow arrives at the stationary set in finite time.
+    """
+
+    name = "adam-sign"
+
+    def __init__(
+        self,
+        problem: CompletionProblem,
+        depth: int,
+        penalty: Penalty | None = None,
+        lam: float = 0.0,
+        eps: float = DEFAULT_ADAM_EPS,
+    ):
+        super().__init__(problem, depth, penalty, lam)
+        _check_adam(1.0, 0.0, 0.0, eps)
+        self.eps = float(eps)
+
+    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        return self._set_packer(factors).pack(factors)
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        return sign_velocity(self.arrival_gradient(y), self.eps)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "eps": self.eps}
@@ -196,7 +248,7 @@ class AdamODEFlow(_LayerStateFlow):
         }
 
 
-class AdamPrintedFlow(Flow):
+class AdamPrintedFlow(ArrivalFlow):
     """Zhao22 Theorem 1 (Eq. 6) / Theorem 3 (Eq. 9) as printed, integrated on the end product (SPEC §3.4(a)):
 
         vec(Ẇ) = −Σ_j ((WWᵀ)^{(j−1)/N} ⊗ (WᵀW)^{(N−j)/N}) G_j vec(X),  G_j = diag(vec S_j),
@@ -204,9 +256,11 @@ class AdamPrintedFlow(Flow):
     with X = ∇ℓ (Theorem 1, λ = 0), X = ∇ℓ + λ·(UVᵀ − UΣ̃Vᵀ)/‖W‖_F² (Theorem 3, ratio penalty, the printed
     penalty term of Eq. 8), and, as flowsim's extension for the other penalties, X = ∇ℓ + λ∇R (exact).
     S_j is computed from the layer gradients ∇_{W_j}(ℓ + λR) of the canonical balanced factorization of W
-    (W_1 = Σ^{1/N}Vᵀ, W_j = Σ^{1/N}, W_N = UΣ^{1/N}; SPEC §0). ``convention`` is the vec convention of the
-    printed Kronecker products (``row-major`` reduces to Eq. 4 when G_j = I). Needs a square W for N ≥ 2
-    (G_j = diag(vec S_j) acts on vec ∇ℓ only when every layer has m·n entries). State: W raveled row-major.
+    (W_1 = Σ^{1/N}Vᵀ, W_j = Σ^{1/N}, W_N = UΣ^{1/N}; SPEC §0) with the sign rule of
+    :func:`flowsim.flows.printed.signed_svd`, so the field is a function of W alone. ``convention`` is the
+    vec convention of the printed Kronecker products (``row-major`` reduces to Eq. 4 when G_j = I). Needs a
+    square W for N ≥ 2 (G_j = diag(vec S_j) acts on vec ∇ℓ only when every layer has m·n entries). State: W
+    raveled row-major.
     """
 
     name = "adam-printed"
@@ -250,8 +304,14 @@ class AdamPrintedFlow(Flow):
         return y.reshape(self.shape)
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        W = y.reshape(self.shape)
-        factors = canonical_balanced_factors(W, self.depth)
+        return self.velocity(y.reshape(self.shape)).ravel()
+
+    def velocity(
+        self, W: np.ndarray, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Ẇ at W; ``svd`` is an optional precomputed SVD of W (any singular-vector signs: the layer
+        gradients come from :func:`flowsim.flows.printed.signed_balanced_factors`, a function of W alone)."""
+        factors = signed_balanced_factors(W, self.depth, svd)
         G_loss = self.problem.grad(W)
         G_total = total_gradient(W, self.problem, self.penalty, self.lam)
         layer_grads = layer_gradients(factors, G_total)
@@ -261,7 +321,11 @@ class AdamPrintedFlow(Flow):
             v = theorem3_velocity(W, G_loss, layer_grads, self.depth, self.lam, self.convention, self.eps)
         else:
             v = theorem1_velocity(W, G_total, layer_grads, self.depth, self.convention, self.eps)
-        return v.ravel()
+        return v
+
+    def arrival_gradient(self, y: np.ndarray) -> np.ndarray:
+        """∇(ℓ + λR) at the end product in the state y (zero on the stationary set)."""
+        return total_gradient(y.reshape(self.shape), self.problem, self.penalty, self.lam).ravel()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -272,5 +336,5 @@ class AdamPrintedFlow(Flow):
             "eps": self.eps,
             "convention": self.convention,
             "theorem": self.theorem,
-            "layer_gradients": "canonical balanced factorization of W",
+            "layer_gradients": "canonical balanced factorization of W, largest |entry| of each v_i positive",
         }

@@ -11,7 +11,9 @@ velocity evaluation differ:
 
 The rule (:func:`choose_formulation`):
 
-1. N = 1: ``end-product`` (the two states coincide, W_1 = W; the velocity is −G either way).
+1. N = 1: ``end-product`` (the two states coincide, W_1 = W; the velocity is −G either way) — or
+   ``filippov`` when λ > 0 and the penalty is non-smooth at σ_i = 0 (nuclear, ratio, Schatten p ≤ 1 < q/p):
+   the minimal-norm-subgradient flow of :mod:`flowsim.flows.filippov`, with rank-changing events.
 2. unbalanced factors (relative balancedness residual above ``balance_tol``): ``layers``, the only exact
    model of layer-wise gradient flow (the end-product flow would be an approximation).
 3. an active penalty (λ > 0): ``end-product`` (one SVD serves the penalty and the preconditioner).
@@ -30,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..factors import balancedness_residuals
+from ..integrator import IntegrationResult
 from ..penalties import Penalty
 from ..problems import CompletionProblem
 from .base import Flow
+from .filippov import FilippovSpectralFlow
 from .gf import EndProductFlow, LayerwiseFlow
 
 #: relative balancedness residual max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F / max_j ‖W_j‖_F² below which factors
@@ -56,10 +60,13 @@ def choose_formulation(
     factors: Sequence[np.ndarray], penalty: Penalty | None = None, lam: float = 0.0,
     balance_tol: float = BALANCE_TOL,
 ) -> tuple[str, str]:
-    """(``"end-product"`` or ``"layers"``, reason): the cheaper exact formulation of layer-wise gradient flow
-    from ``factors`` (module docstring)."""
+    """(``"end-product"``, ``"layers"`` or ``"filippov"``, reason): the cheaper exact formulation of
+    layer-wise gradient flow from ``factors`` (module docstring)."""
     depth = len(factors)
     if depth == 1:
+        if penalty is not None and lam > 0 and penalty.sticks_at_zero:
+            return "filippov", (f"depth 1 with the {penalty.spec()} penalty, non-smooth at σ_i = 0: "
+                                "minimal-norm-subgradient (Filippov) flow with rank-changing events")
         return "end-product", "depth 1: the layer and the end product coincide"
     imbalance = relative_imbalance(factors)
     if imbalance > balance_tol:
@@ -89,9 +96,9 @@ class AutoGradientFlow(Flow):
         self.balance_tol = float(balance_tol)
         self.formulation: str | None = None
         self.formulation_reason = ""
-        self._inner: EndProductFlow | LayerwiseFlow | None = None
+        self._inner: EndProductFlow | LayerwiseFlow | FilippovSpectralFlow | None = None
 
-    def _flow(self) -> EndProductFlow | LayerwiseFlow:
+    def _flow(self) -> EndProductFlow | LayerwiseFlow | FilippovSpectralFlow:
         assert self._inner is not None, "call initial_state first"
         return self._inner
 
@@ -100,9 +107,16 @@ class AutoGradientFlow(Flow):
             raise ValueError(f"expected {self.depth} factors, got {len(factors)}")
         self.formulation, self.formulation_reason = choose_formulation(
             factors, self.penalty, self.lam, self.balance_tol)
-        cls = LayerwiseFlow if self.formulation == "layers" else EndProductFlow
-        self._inner = cls(self.problem, self.depth, self.penalty, self.lam)
+        if self.formulation == "filippov":
+            self._inner = FilippovSpectralFlow(self.problem, self.penalty, self.lam)
+        else:
+            cls = LayerwiseFlow if self.formulation == "layers" else EndProductFlow
+            self._inner = cls(self.problem, self.depth, self.penalty, self.lam)
         return self._inner.initial_state(factors)
+
+    def solve(self, y0: np.ndarray, t_eval: np.ndarray, **integrate_kwargs: Any) -> IntegrationResult:
+        """The chosen formulation's own driver (the Filippov flow runs event-driven segments)."""
+        return self._flow().solve(y0, t_eval, **integrate_kwargs)
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         return self._flow()(t, y)

@@ -7,11 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from ..compiled import AUTO_MAX_STATE, ENGINES, numba_available
+from ..errors import BadInputError
 from ..factors import end_product, layer_dims
+from ..integrator import IntegrationResult
 from ..penalties import Penalty
 from ..problems import CompletionProblem
 from .base import Flow
 from .gradient import FactorPacker, end_product_velocity, layerwise_velocity_into
+
+#: keyword arguments of :meth:`Flow.solve` the compiled engine implements (anything else, e.g. events or a
+#: Jacobian, runs on scipy)
+COMPILED_KWARGS = {"rtol", "atol", "max_steps", "max_wall_time", "progress", "max_step", "blowup"}
 
 
 class EndProductFlow(Flow):
@@ -47,24 +54,39 @@ class EndProductFlow(Flow):
 
 
 class LayerwiseFlow(Flow):
-    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ on the factors (SPEC §3.3). Valid for any initialization."""
+    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ on the factors (SPEC §3.3). Valid for any initialization.
+
+    ``engine`` chooses how :meth:`solve` integrates: ``"scipy"`` (scipy's solvers on the Python field),
+    ``"numba"`` (the compiled field and DOP853 loop of :mod:`flowsim.compiled`, method DOP853 only) or
+    ``"auto"`` (numba when it is installed, the method is DOP853, nothing the compiled loop lacks is asked
+    for — events, a Jacobian — and the state has at most ``AUTO_MAX_STATE`` entries; scipy otherwise). The
+    engine used is recorded in the result's statistics (``run.json`` ``stats.engine``).
+    """
 
     name = "gf"
     model = "layers"
 
     def __init__(
-        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
+        engine: str = "auto",
     ):
+        if engine not in ENGINES:
+            raise BadInputError(f"engine must be one of {'|'.join(ENGINES)}, got {engine!r}")
         self.problem = problem
         self.depth = int(depth)
         self.penalty = penalty if penalty is not None else Penalty()
         self.lam = float(lam)
+        self.engine = engine
         self.packer: FactorPacker | None = None
+        self._views: list[tuple[slice, tuple[int, int]]] = []
 
     def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
         if len(factors) != self.depth:
             raise ValueError(f"expected {self.depth} factors, got {len(factors)}")
         self.packer = FactorPacker(layer_dims(factors))
+        offs = self.packer.offsets
+        self._views = [(slice(int(offs[j]), int(offs[j + 1])), shape)
+                       for j, shape in enumerate(self.packer.shapes)]
         return self.packer.pack(factors)
 
     def layer_factors(self, y: np.ndarray) -> list[np.ndarray]:
@@ -75,14 +97,52 @@ class LayerwiseFlow(Flow):
         return end_product(self.layer_factors(y))
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        assert self.packer is not None, "call initial_state first"
-        out = np.empty(self.packer.size)  # fresh: the solver keeps the velocities it is given
-        layerwise_velocity_into(self.layer_factors(y), self.problem, self.packer.unpack(out), self.penalty,
-                                self.lam)
+        out = np.empty(y.size)  # fresh: the solver keeps the velocities it is given
+        views = self._views
+        layerwise_velocity_into([y[sl].reshape(shape) for sl, shape in views], self.problem,
+                                [out[sl].reshape(shape) for sl, shape in views], self.penalty, self.lam)
         return out
 
+    def engine_for(self, size: int, method: str = "DOP853", **integrate_kwargs: Any) -> str:
+        """The engine :meth:`solve` uses for a state of ``size`` entries (see the class docstring)."""
+        compilable = (method == "DOP853" and numba_available() and self._compiled_penalty()
+                      and all(k in COMPILED_KWARGS for k, v in integrate_kwargs.items() if v is not None))
+        if self.engine == "numba":
+            if not compilable:
+                raise BadInputError("engine 'numba' needs numba installed, method DOP853, a none/ratio/"
+                                    "nuclear/schatten penalty and no events or Jacobian")
+            return "numba"
+        if self.engine == "auto" and compilable and size <= AUTO_MAX_STATE:
+            return "numba"
+        return "scipy"
+
+    def _compiled_penalty(self) -> bool:
+        from ..compiled.field import penalty_vector
+
+        try:
+            penalty_vector(self.penalty, self.lam)
+        except TypeError:
+            return False
+        return True
+
+    def solve(self, y0: np.ndarray, t_eval: np.ndarray, *, method: str = "DOP853",
+              **integrate_kwargs: Any) -> IntegrationResult:
+        """Integrate from ``y0`` at ``t_eval[0]``; the states at ``t_eval`` (the contract of
+        :func:`flowsim.integrator.integrate`) from the engine of :meth:`engine_for`."""
+        assert self.packer is not None, "call initial_state first"
+        if self.engine_for(int(np.size(y0)), method, **integrate_kwargs) == "numba":
+            from ..compiled.solve import FieldArrays, solve_compiled
+
+            field = FieldArrays.build(self.problem, self.packer.dims, self.penalty, self.lam)
+            kwargs = {k: v for k, v in integrate_kwargs.items() if v is not None}
+            return solve_compiled(field, y0, t_eval, **kwargs)
+        res = super().solve(y0, t_eval, method=method, **integrate_kwargs)
+        res.extra.setdefault("engine", "scipy")
+        return res
+
     def describe(self) -> dict[str, Any]:
-        d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam}
+        d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam,
+             "engine": self.engine}
         if self.packer is not None:
             d["dims"] = self.packer.dims
         return d

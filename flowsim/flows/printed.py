@@ -19,6 +19,10 @@ Conventions
 * Fractional powers (WWᵀ)^a use the full SVD with σ padded by zeros and 0⁰ = 1 (SPEC §0).
 * S_j = ((∇_{W_j})^{⊙2} + s_j² + ε²)^{⊙−1/2}, s_j² = var(∇_{W_j}) from
   :func:`flowsim.flows.variance.variance_scaling` (ε documented there).
+* The per-layer gradients of a pure end-product state come from the canonical balanced factorization with a
+  fixed sign for each singular pair (:func:`signed_balanced_factors`): s_j² = var(∇_{W_j}) contains the
+  squared *mean* of the entries, which changes when a pair (u_i, v_i) flips to (−u_i, −v_i), so without a
+  sign rule the printed field is not a function of W alone (measured: up to 0.8 %).
 * Theorem 3 (Eq. 9): S_j is computed from the ``layer_grads`` the caller passes. flowsim's choice is the
   layer gradients of the *total* objective ℓ + λR with the exact R — the gradient that Adam's second moment
   actually sees, and the S_j of the exact flow of SPEC §3.4(b). Passing the loss-only layer gradients gives
@@ -72,6 +76,35 @@ def kron_matvec(A: np.ndarray, B: np.ndarray, X: np.ndarray, convention: str = "
         Y = unvec(vec(X, "col-major"), (b, a), "col-major")
         Z = B @ Y @ A.T
     return unvec(vec(Z, convention), X.shape, convention)
+
+
+def signed_svd(
+    W: np.ndarray, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD W = U diag(s) Vᵀ with a deterministic sign for each singular pair: the entry of largest
+    magnitude of every right singular vector v_i is positive (the first such entry on ties), and u_i follows.
+
+    ``svd`` is a precomputed (U, s, Vᵀ) of W to normalize (any signs); by default np.linalg.svd(W).
+    """
+    U, s, Vt = np.linalg.svd(np.asarray(W, dtype=float), full_matrices=False) if svd is None else svd
+    rows = np.arange(Vt.shape[0])
+    flip = np.where(Vt[rows, np.argmax(np.abs(Vt), axis=1)] < 0, -1.0, 1.0)
+    return U * flip, s, Vt * flip[:, None]
+
+
+def signed_balanced_factors(
+    W: np.ndarray, depth: int, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """The canonical balanced factorization of W (ACH18 balancedness W_{j+1}ᵀW_{j+1} = W_jW_jᵀ) on the
+    sign-fixed SVD of :func:`signed_svd`, so that it is a function of W alone (for distinct σ_i):
+
+        W_1 = Σ^{1/N}Vᵀ,  W_j = Σ^{1/N} (1 < j < N),  W_N = UΣ^{1/N};  N = 1 gives W_1 = W.
+    """
+    if depth == 1:
+        return [np.array(W, dtype=float)]
+    U, s, Vt = signed_svd(W, svd)
+    root = s ** (1.0 / depth)
+    return [root[:, None] * Vt, *[np.diag(root) for _ in range(depth - 2)], U * root]
 
 
 def _gram_powers(W: np.ndarray, depth: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -3,15 +3,17 @@
 Runs every point of the grid described by the TOML configuration (see :mod:`flowsim.sweep.config`), one
 run directory per point under ``DIR/points/``, and rebuilds ``DIR/summary.csv``. Rerunning the same command
 resumes: finished points are skipped, unfinished ones redone. Exit codes: 0 when every point is ok, 3 when
-some point diverged or failed (the sweep still ran them all), 2 for bad input, 130 on Ctrl-C.
+some point diverged or failed (the sweep still ran them all), 2 for bad input (also when every point
+was bad input), 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, BadInputError
+from ..errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
 from .config import load_config
 
 
@@ -29,6 +31,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address (e.g. tcp://host:8786); points run as Dask futures")
     p.add_argument("--quick", action="store_true", help="apply the configuration's [quick] overrides")
+    p.add_argument("--allow-large", action="store_true",
+                   help="run a grid beyond the point limit (the error message gives the estimate)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
 
@@ -44,18 +48,44 @@ def _check_out(out: str, config_path: str) -> Path:
     return prepare_out_dir(out, "sweep")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .runner import run_sweep
-    from .tables import write_report
+#: local worker processes per CPU beyond which ``--allow-large`` is needed (each imports numpy, scipy, torch)
+MAX_WORKERS_PER_CPU = 4
+#: resident memory of one idle worker process (numpy, scipy, torch and the commands imported: 0.35 GB
+#: measured with resource.getrusage on the development machine)
+WORKER_BYTES = 3.5e8
 
-    cfg = load_config(args.config, quick=args.quick)
+
+def _check_workers(workers: int | None, allow_large: bool) -> None:
+    """Refuse a local pool far larger than the machine (processes that only compete for the CPUs)."""
+    import os
+
+    n_cpu = os.cpu_count() or 1
+    if workers is not None and workers > MAX_WORKERS_PER_CPU * n_cpu and not allow_large:
+        gb = workers * WORKER_BYTES / 1e9
+        raise BadInputError(f"--workers {workers} on {n_cpu} CPUs needs about {gb:.3g} GB for the worker "
+                            f"processes alone (limit {MAX_WORKERS_PER_CPU} per CPU); pass "
+                            f"--allow-large to run it anyway")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import DaskBackend, run_sweep
+
+    cfg = load_config(args.config, quick=args.quick, allow_large=args.allow_large)
     points = cfg.points()
-    out = _check_out(args.out, args.config)
-    outcome = run_sweep(cfg, out, workers=args.workers, scheduler=args.scheduler, quiet=args.quiet,
-                        threads_per_worker=args.threads_per_worker)
-    report = None
+    _check_workers(args.workers, args.allow_large)
+    # everything that can be bad input is checked before the sweep folder is touched
+    backend = DaskBackend(args.scheduler) if args.scheduler is not None else None
+    try:
+        out = _check_out(args.out, args.config)
+    except BaseException:
+        if backend is not None:
+            backend.close()
+        raise
+    outcome = run_sweep(cfg, out, workers=args.workers, quiet=args.quiet,
+                        threads_per_worker=args.threads_per_worker, backend=backend)
+    report, report_error = None, None
     if cfg.report and not outcome.interrupted:
-        report = write_report(out, cfg.report)
+        report, report_error = _report(out, cfg.report)
     from .summary import read_summary
 
     rows = read_summary(outcome.summary)
@@ -71,7 +101,27 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {r['id']} {r['status']}: {r['message']}")
         print(f"wall time    {outcome.wall_time_s:.1f} s")
         print(f"summary      {outcome.summary}" + (f"\nreport       {report}" if report else ""))
+        if report_error:
+            print(f"report       {cfg.report} not written: {report_error}")
     if outcome.interrupted:
-        print("flowsim sweep: interrupted; rerun the same command to resume")
-        return EXIT_INTERRUPTED
+        from ..cli.interrupts import exit_code
+
+        print("flowsim sweep: interrupted; rerun the same command to resume", file=sys.stderr)
+        return exit_code()
+    bad = [r for r in rows if str(r.get("message", "")).startswith("bad input: ")]
+    if rows and len(bad) == len(rows):
+        raise BadInputError(f"every point is bad input (they are retried on resume); the first: "
+                            f"{bad[0]['message'][len('bad input: '):]}")
     return EXIT_OK if counts.get("ok", 0) == len(rows) else EXIT_RUN_FAILED
+
+
+def _report(out: Path, name: str) -> tuple[Path | None, str | None]:
+    """Write report ``name``; a report that cannot be rendered is noted, never an error of the sweep."""
+    from .tables import write_report
+
+    try:
+        return write_report(out, name), None
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the points are the results; the report is a view of them
+        return None, f"{type(exc).__name__}: {exc}"

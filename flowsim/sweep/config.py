@@ -123,17 +123,23 @@ def expand_values(spec: Any, where: str) -> list[Scalar]:
                                                  for a in args):
             raise BadInputError(f"{where}: {kind} needs a list of numbers")
         if kind in ("logspace", "linspace"):
-            if len(args) != 3 or int(args[2]) != args[2] or args[2] < 1:
-                raise BadInputError(f"{where}: {kind} = [start, stop, count] with an integer count ≥ 1")
+            if (len(args) != 3 or not all(math.isfinite(a) for a in args) or int(args[2]) != args[2]
+                    or args[2] < 1):
+                raise BadInputError(f"{where}: {kind} = [start, stop, count] with finite numbers and an "
+                                    f"integer count ≥ 1")
+            _check_axis_length(int(args[2]), where)
             a, b, n = float(args[0]), float(args[1]), int(args[2])
             xs = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
             vals: list[Any] = [10.0**x for x in xs] if kind == "logspace" else xs
         else:
-            if len(args) not in (2, 3) or not all(int(a) == a for a in args):
+            if len(args) not in (2, 3) or not all(math.isfinite(a) and int(a) == a for a in args):
                 raise BadInputError(f"{where}: range = [start, stop] or [start, stop, step] with integers")
             ints = [int(a) for a in args]
             if len(ints) == 3 and ints[2] == 0:
                 raise BadInputError(f"{where}: range step must not be 0")
+            step = ints[2] if len(ints) == 3 else 1
+            count = max(0, -((ints[0] - ints[1]) // step))  # len(range(...)) without building it
+            _check_axis_length(count, where)
             vals = list(range(*ints))
     elif isinstance(spec, list):
         vals = spec
@@ -143,6 +149,25 @@ def expand_values(spec: Any, where: str) -> list[Scalar]:
     if not out:
         raise BadInputError(f"{where}: empty list of values")
     return out
+
+
+#: values one swept option may take (always), and points one sweep may have unless ``--allow-large``
+MAX_AXIS_VALUES = 1_000_000
+MAX_POINTS = 10_000
+#: bytes of bookkeeping a point costs on disk before it runs (its folder, point.json, its entry in sweep.json;
+#: measured with du on a 200-point simulate grid: 8.4 kB per point)
+ESTIMATED_POINT_FILES_BYTES = 8_500
+
+
+def _check_axis_length(count: int, where: str) -> None:
+    if count > MAX_AXIS_VALUES:
+        raise BadInputError(f"{where}: {count:.3g} values on one axis (at most {MAX_AXIS_VALUES}); "
+                            f"a sweep that large is not meant")
+
+
+def grid_size(grids: list[list[dict[str, list[Scalar]]]]) -> int:
+    """Points of the union of the grids before duplicates are dropped (the product of each grid's axes)."""
+    return sum(math.prod(len(next(iter(a.values()))) for a in axes) for axes in grids)
 
 
 def params_to_argv(params: Mapping[str, Scalar]) -> list[str]:
@@ -220,11 +245,19 @@ def _merge_quick(raw: dict, quick: Any, where: str) -> dict:
     if unknown:
         raise BadInputError(f"{where}: unknown key(s) {sorted(unknown)} in [quick]; "
                             f"allowed: {sorted(QUICK_KEYS)}")
+    for key in ("fixed", "grid"):
+        if key in quick and not isinstance(quick[key], Mapping):
+            raise BadInputError(f"{where}: [quick] {key} must be a table of options, got "
+                                f"{type(quick[key]).__name__} {quick[key]!r}")
+    if not isinstance(raw.get("fixed", {}), Mapping):
+        raise BadInputError(f"{where}: [fixed] must be a table")
     out = dict(raw)
     out["fixed"] = {**raw.get("fixed", {}), **quick.get("fixed", {})}
     if "grid" in quick:
         grids = raw.get("grid", {})
         grids = grids if isinstance(grids, list) else [grids]
+        if not all(isinstance(g, Mapping) for g in grids):
+            raise BadInputError(f"{where}: [grid] must be a table or an array of tables")
         out["grid"] = [{**g, **quick["grid"]} for g in grids]
     for key in ("description", "batch_size"):
         if key in quick:
@@ -283,7 +316,8 @@ def check_points(command: str, points: list[Point]) -> None:
 
 # ---- loading --------------------------------------------------------------------------------------------
 
-def parse_config(text: str, source: str = "<config>", quick: bool = False, check: bool = True) -> SweepConfig:
+def parse_config(text: str, source: str = "<config>", quick: bool = False, check: bool = True,
+                 allow_large: bool = False) -> SweepConfig:
     """Parse and validate a sweep configuration (TOML text). Raises :class:`BadInputError` with one line."""
     try:
         raw = tomllib.loads(text)
@@ -329,6 +363,12 @@ def parse_config(text: str, source: str = "<config>", quick: bool = False, check
     batch_size = raw.get("batch_size", 8)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise BadInputError(f"{source}: 'batch_size' must be an integer ≥ 1, got {batch_size!r}")
+    n_points = grid_size(grids)
+    if n_points > MAX_POINTS and not allow_large:
+        est = n_points * ESTIMATED_POINT_FILES_BYTES
+        raise BadInputError(f"{source}: the grid has {n_points:,} points (limit {MAX_POINTS:,}; about "
+                            f"{est / 1e9:.2g} GB of point files before the first run, and a run each); pass "
+                            f"--allow-large to run it anyway")
     cfg = SweepConfig(command=command, fixed=fixed, grids=grids, labels=labels,
                       description=str(raw.get("description", "")), report=report, batch_size=batch_size,
                       source=source, quick=quick, text=text)
@@ -343,7 +383,8 @@ def parse_config(text: str, source: str = "<config>", quick: bool = False, check
     return cfg
 
 
-def load_config(path: str | Path, quick: bool = False, check: bool = True) -> SweepConfig:
+def load_config(path: str | Path, quick: bool = False, check: bool = True,
+                allow_large: bool = False) -> SweepConfig:
     """Read and parse a configuration file (see :func:`parse_config`)."""
     p = Path(path)
     if not p.is_file():
@@ -352,4 +393,4 @@ def load_config(path: str | Path, quick: bool = False, check: bool = True) -> Sw
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"cannot read {p}: {exc}") from None
-    return parse_config(text, str(p), quick=quick, check=check)
+    return parse_config(text, str(p), quick=quick, check=check, allow_large=allow_large)

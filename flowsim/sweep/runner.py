@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cli.outdir import release_dir
 from ..errors import EXIT_INTERRUPTED, BadInputError
 from ..io import atomic_write_bytes, atomic_write_json, command_line, package_versions, read_json
 from .config import Point, SweepConfig
@@ -83,8 +84,16 @@ def point_status(run_dir: str | Path) -> str | None:
 
 
 def is_finished(run_dir: str | Path) -> bool:
-    """True when the point's run.json records ``ok``, ``diverged`` or ``failed``."""
-    return point_status(run_dir) in FINISHED
+    """True when the point's run.json records ``ok``, ``diverged`` or ``failed`` — a failure whose cause
+    lay outside the point (bad input such as a missing file, memory, the file system) is not finished: it
+    is retried when the sweep is resumed."""
+    if point_status(run_dir) not in FINISHED:
+        return False
+    try:
+        info = read_json(Path(run_dir) / RUN_JSON)
+    except (OSError, ValueError):
+        return False
+    return not (isinstance(info, dict) and info.get("retry_on_resume"))
 
 
 def clear_run_dir(run_dir: Path) -> None:
@@ -101,14 +110,30 @@ def clear_run_dir(run_dir: Path) -> None:
                 child.unlink()
 
 
-def write_failure(run_dir: Path, command: str, params: dict, message: str, wall_time_s: float) -> None:
-    """Record a point that could not produce its own run.json (exception, bad option, dead worker)."""
+def write_failure(run_dir: Path, command: str, params: dict, message: str, wall_time_s: float,
+                  cause: str | None = None) -> None:
+    """Record a point that could not produce its own run.json (exception, bad option, dead worker).
+
+    ``cause`` names a failure outside the point (``bad input``, ``memory``, ``file system``): the point is
+    then retried on resume (``retry_on_resume``)."""
     atomic_write_json(run_dir / RUN_JSON, {
         "command": command, "argv": None, "params": params, "seed": params.get("seed"), "status": "failed",
         "message": message, "wall_time_s": float(wall_time_s), "stats": {}, "final": {},
         "versions": package_versions(), "written_by": "flowsim sweep",
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"cause": cause, "retry_on_resume": True} if cause else {}),
     })
+
+
+def _outside_cause(exc: BaseException) -> str | None:
+    """The cause outside the point of an exception (retried on resume), or None for the point's own."""
+    if isinstance(exc, BadInputError):
+        return "bad input"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, OSError):
+        return "file system"
+    return None
 
 
 # ---- the task a worker runs -----------------------------------------------------------------------------
@@ -151,16 +176,20 @@ def run_point(command: str, argv: Sequence[str], params: dict, run_dir: str) -> 
                 finally:
                     sys.argv = saved_argv
             except BadInputError as exc:
-                write_failure(d, command, params, f"bad input: {exc}", time.perf_counter() - start)
+                write_failure(d, command, params, f"bad input: {exc}", time.perf_counter() - start,
+                              cause="bad input")
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - a failing point must not stop the sweep
                 traceback.print_exc()
-                write_failure(d, command, params, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+                write_failure(d, command, params, f"{type(exc).__name__}: {exc}", time.perf_counter() - start,
+                              cause=_outside_cause(exc))
     finally:
+        release_dir(d)
         text = log.getvalue()
         if text:
-            atomic_write_bytes(d / LOG_TXT, text.encode())
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(d / LOG_TXT, text.encode())
     status = point_status(d)
     if status is None:
         write_failure(d, command, params, f"the command exited with code {code} without writing run.json",
@@ -178,7 +207,11 @@ def run_task(task: list[tuple[str, list[str], dict, str]], write: list[bool] | N
     if batched:
         from .batching import run_train_batch
 
-        return run_train_batch(task, write)
+        try:
+            return run_train_batch(task, write)
+        finally:
+            for item in task:
+                release_dir(Path(item[3]))
     return [run_point(*item) if w else {"status": point_status(item[3]), "skipped": True}
             for item, w in zip(task, write)]
 
@@ -193,7 +226,11 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def init_worker(parent_pid: int, threads: int) -> None:
-    """Process-pool initializer: exit when the sweep process dies; limit torch to ``threads`` threads."""
+    """Process-pool initializer: exit when the sweep process dies; limit torch to ``threads`` threads.
+    Ctrl-C is for the sweep process alone (it stops the workers itself: :meth:`LocalBackend.close`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
         import torch
@@ -269,9 +306,24 @@ class LocalBackend:
             f.cancel()
 
     def close(self, wait: bool = True) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+        """Shut the pool down; ``wait=False`` (an interrupt) also stops the running points at once: their
+        workers get SIGTERM (then SIGKILL after 5 s), and the points are redone on resume."""
+        if self._pool is None:
+            return
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        if not wait:
+            for proc in procs:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    proc.terminate()
+            deadline = time.monotonic() + 5.0
+            for proc in procs:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    proc.join(max(0.0, deadline - time.monotonic()))
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join(1.0)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool = None
 
 
 class DaskBackend:
@@ -426,13 +478,14 @@ def run_sweep(
     scheduler: str | None = None,
     quiet: bool = True,
     threads_per_worker: int | None = None,
+    backend: Any = None,
 ) -> SweepOutcome:
     """Run (or resume) the sweep ``cfg`` into the folder ``out`` and rebuild ``summary.csv``.
 
     ``workers``: size of the local process pool (default: the number of CPUs, at most the number of points
-    to run); ``scheduler``: address of a Dask scheduler (then the points run as Dask futures). Finished
-    points are skipped. Ctrl-C stops the sweep, keeps what finished and rebuilds the summary
-    (``outcome.interrupted``).
+    to run); ``scheduler``: address of a Dask scheduler (then the points run as Dask futures), or
+    ``backend``: a backend already connected. Finished points are skipped. Ctrl-C (or SIGTERM) stops the
+    sweep and its workers, keeps what finished and rebuilds the summary (``outcome.interrupted``).
     """
     from .summary import write_summary
 
@@ -445,8 +498,10 @@ def run_sweep(
     todo = [p for p in points if not is_finished(point_dir(out, p.id))]
     outcome = SweepOutcome(n_points=len(points), skipped=len(points) - len(todo))
     if todo:
-        if scheduler is not None:
-            backend: Any = DaskBackend(scheduler)
+        if backend is not None:
+            pass
+        elif scheduler is not None:
+            backend = DaskBackend(scheduler)
         else:
             n_cpu = os.cpu_count() or 1
             k = max(1, min(workers or n_cpu, len(todo)))
@@ -461,11 +516,18 @@ def run_sweep(
 
         try:
             execute(make_tasks(points, out, cfg.batch_size), out, backend, on_done=on_done)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from ..cli.interrupts import deferred, note_interrupt
+
+            note_interrupt(exc)
             outcome.interrupted = True
+            with deferred():  # a second Ctrl-C must not leave the workers running
+                backend.close(wait=False)
         finally:
             bar.close()
             backend.close(wait=not outcome.interrupted)
+    elif backend is not None:
+        backend.close()
     outcome.summary = write_summary(out)
     outcome.wall_time_s = time.perf_counter() - start
     return outcome

@@ -52,12 +52,16 @@ def _rows(out: Path) -> list[dict[str, Any]]:
         sweep = read_json(out / SWEEP_JSON)
     except (OSError, ValueError):
         raise BadInputError(f"{out} is not a sweep folder (no readable {SWEEP_JSON})") from None
+    entries = sweep.get("points") if isinstance(sweep, dict) else None
+    if not isinstance(entries, list):
+        raise BadInputError(f"{out / SWEEP_JSON} lists no points")
     rows = []
-    for entry in sweep["points"]:
+    for entry in entries:
         try:
             info = read_json(point_dir(out, entry["id"]) / RUN_JSON)
         except (OSError, ValueError):
             info = {}
+        info = info if isinstance(info, dict) else {}
         status = info.get("status") if info.get("status") in FINISHED else "pending"
         final = info.get("final") or {}
         rows.append({"id": entry["id"], "labels": entry.get("labels", []), "params": entry["params"],
@@ -71,6 +75,11 @@ def _num(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _depth(params: dict[str, Any]) -> int:
+    d = _num(params.get("depth", 0))
+    return int(d) if math.isfinite(d) else 0
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -117,7 +126,7 @@ def render_table1(out: str | Path) -> str:
     cells: dict[tuple, list] = defaultdict(list)
     for r in main:
         p = r["params"]
-        cells[(p.get("optimizer", "?"), int(p.get("depth", 0)), str(p.get("penalty", "none")))].append(r)
+        cells[(str(p.get("optimizer", "?")), _depth(p), str(p.get("penalty", "none")))].append(r)
     opts = _ordered([k[0] for k in cells], list(OPTIMIZER_NAMES))
     depths = sorted({k[1] for k in cells})
     pens = _ordered([k[2] for k in cells], PENALTY_ORDER)
@@ -133,18 +142,20 @@ def render_table1(out: str | Path) -> str:
     lams = defaultdict(set)
     for r in main:
         p = r["params"]
-        lams[(int(p.get("depth", 0)), str(p.get("penalty")))].add(p.get("lam"))
+        lams[(_depth(p), str(p.get("penalty")))].add(p.get("lam"))
     by_depth: dict[int, set] = defaultdict(set)
     for (d, q), vs in lams.items():
         if q != "none":
-            by_depth[d] |= {float(v) for v in vs}
+            by_depth[d] |= {_num(v) for v in vs if v is not None}
     notes = [f"λ = {', '.join(f'{v:g}' for v in sorted(vs))} at N = {d}"
-             for d, vs in sorted(by_depth.items())]
+             for d, vs in sorted(by_depth.items()) if vs]
     lrs = defaultdict(set)
     for r in main:
-        lrs[r["params"].get("optimizer")].add(r["params"].get("lr"))
-    notes.append("η: " + ", ".join(f"{OPTIMIZER_NAMES.get(o, o)} {', '.join(map(str, sorted(v)))}"
-                                   for o, v in lrs.items()))
+        if r["params"].get("lr") is not None:
+            lrs[str(r["params"].get("optimizer"))].add(_num(r["params"]["lr"]))
+    if lrs:
+        notes.append("η: " + ", ".join(f"{OPTIMIZER_NAMES.get(o, o)} {', '.join(f'{x:g}' for x in sorted(v))}"
+                                       for o, v in lrs.items()))
     text += "\nErr = relative test error, Rk = effective rank (rounded). " + "; ".join(notes) + ".\n"
     sens = [r for r in rows if "sensitivity" in r["labels"]]
     if sens:
@@ -157,11 +168,13 @@ def render_sensitivity(rows: list[dict[str, Any]]) -> str:
     by_cell: dict[tuple, list] = defaultdict(list)
     for r in rows:
         p = r["params"]
-        by_cell[(p.get("optimizer", "?"), int(p.get("depth", 0)), str(p.get("penalty", "none")))].append(r)
+        if p.get("lr") is None or p.get("lam") is None:
+            continue  # a sensitivity table needs both axes
+        by_cell[(str(p.get("optimizer", "?")), _depth(p), str(p.get("penalty", "none")))].append(r)
     parts = []
     for (o, d, q), group in by_cell.items():
-        lrs = sorted({float(g["params"]["lr"]) for g in group})
-        lams = sorted({float(g["params"]["lam"]) for g in group})
+        lrs = sorted({_num(g["params"]["lr"]) for g in group})
+        lams = sorted({_num(g["params"]["lam"]) for g in group})
         parts.append(f"Sensitivity of the {OPTIMIZER_NAMES.get(o, o)}, N={d}, {penalty_label(q)} cell "
                      "(Err / Rk; rows η, columns λ):\n")
         lines = ["| η \\ λ | " + " | ".join(f"{v:g}" for v in lams) + " |", "|---|" + "---:|" * len(lams)]
@@ -169,7 +182,7 @@ def render_sensitivity(rows: list[dict[str, Any]]) -> str:
             vals = []
             for lam in lams:
                 sub = [g for g in group
-                       if float(g["params"]["lr"]) == lr and float(g["params"]["lam"]) == lam]
+                       if _num(g["params"]["lr"]) == lr and _num(g["params"]["lam"]) == lam]
                 e, k = _cell(sub, rank_digits=2)
                 vals.append(f"{e} / {k}" if sub else "")
             lines.append(f"| {lr:g} | " + " | ".join(vals) + " |")

@@ -1,0 +1,137 @@
+"""Zhao22 Fig. 4: relative test error and effective rank against the number of observed entries k, at the
+paper's size (configs/fig4.toml), with bands over seeds.
+
+    python experiments/fig4/run.py --out runs/fig4 [--workers 2]      # 100×100, rank 5, 3 seeds
+    python experiments/fig4/run.py --out runs/fig4q --quick           # CI variant
+    python experiments/fig4/run.py --out runs/fig4 --replot            # redo the aggregate and the figure
+
+Methods: depth 1 + Adam + ratio penalty and depth 3 + GD, each at the η chosen per seed and k on 10 % of
+the observed entries (:func:`validation.reproduce.reproduce_cell`, the stopping rule of the protocol); the
+minimum-nuclear-norm completion (cvxpy + SCS, ``flowsim[baselines]``; skipped with a note without cvxpy)
+and SoftImpute with λ chosen on 10 % of the observed entries (experiments/sample_size.py). The same seed
+gives the same W* and Ω for every method.
+
+Writes into OUT: ``cells/*.json`` (trained methods, resumable), ``baselines/*.json``, ``results.csv`` (one
+row per method × k × seed), ``aggregate.csv`` (mean, std, min, max over seeds), ``fig4.png`` (line = mean,
+band = min–max over seeds) and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CONFIG = ROOT / "configs" / "fig4.toml"
+
+
+def sample_size_module():
+    """experiments/sample_size.py (its baselines, aggregation and plot are reused)."""
+    spec = importlib.util.spec_from_file_location("flowsim_experiments_sample_size",
+                                                  ROOT / "experiments" / "sample_size.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def baseline_job(cell: dict, proto: dict) -> dict:
+    """One baseline fit (method, k, seed) on the protocol's problem, as a record for the job runner."""
+    ss = sample_size_module()
+    pb = proto["problem"]
+    row = ss.baseline_point(cell["method"], int(pb["size"]), int(pb["size"]), int(pb["rank"]),
+                            int(cell["observed"]), int(cell["seed"]))
+    return {"cell": cell, "row": row, "wall_time_s": row["wall_time_s"],
+            "summary": {"err_mean": row["test_error"], "erank_mean": row["erank"], "lr_chosen": "-",
+                        "iterations": "-"}}
+
+
+def trained_rows(records: list[dict]) -> list[dict]:
+    """One row per trained method × k × seed (status ok unless diverged; ``stop``: the rule that ended it)."""
+    rows = []
+    for rec in records:
+        c = rec["cell"]
+        for s in rec["seeds"]:
+            rows.append({"method": f"train:{c['depth']}:{c['optimizer']}:{c['penalty']}",
+                         "observed": int(c["observed"]), "seed": s["seed"],
+                         "status": "diverged" if s["status"] == "diverged" else "ok", "stop": s["status"],
+                         "message": s["message"], "test_error": s["test_error"], "test_rmse": s["test_rmse"],
+                         "erank": s["erank"], "lr": s["lr"], "iterations": s["iterations"],
+                         "refit_test_error": s["refit_test_error"], "wall_time_s": rec["wall_time_s"]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import csv
+
+    from flowsim.cli.common import make_parser, positive_int
+    from flowsim.errors import BadInputError
+    from flowsim.io import atomic_write_json, command_line, package_versions
+    from validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs, write_csv
+
+    p = make_parser("python experiments/fig4/run.py", "Zhao22 Fig. 4 at the paper's size.")
+    p.add_argument("--out", required=True, help="output folder (resumable)")
+    p.add_argument("--quick", action="store_true", help="the quick (CI) variant")
+    p.add_argument("--config", default=str(CONFIG), help="protocol file")
+    p.add_argument("--workers", type=positive_int, default=2, help="local worker processes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="torch device (overrides the protocol's; cuda runs the torch engine)")
+    p.add_argument("--no-cvxpy", action="store_true", help="skip the minimum-nuclear-norm baseline")
+    p.add_argument("--replot", action="store_true", help="only redo aggregate.csv and fig4.png")
+    args = p.parse_args(argv)
+    try:
+        proto = load_protocol(args.config, quick=args.quick)
+        if args.device is not None:
+            proto["protocol"]["device"] = args.device
+        out = experiment_dir(args.out)
+        if "fig4" not in proto:
+            raise BadInputError(f"{args.config} has no [fig4] table")
+    except BadInputError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    ss = sample_size_module()
+    pb, f4 = proto["problem"], proto["fig4"]
+    seeds = [int(s) for s in proto["protocol"]["seeds"]]
+    title = (f"Zhao22 Fig. 4 ({proto['variant']}: {pb['size']}×{pb['size']}, rank {pb['rank']}, "
+             f"{len(seeds)} seeds; mean, min–max band)")
+    if args.replot:
+        with open(out / "results.csv", newline="") as fh:
+            agg = ss.aggregate(list(csv.DictReader(fh)))
+        write_csv(out / "aggregate.csv", agg)
+        print(ss.plot(agg, out / "fig4.png", title))
+        return 0
+    ks = [int(k) for k in f4["observed"]]
+    cells = [{"optimizer": o, "depth": int(d), "penalty": pen, "observed": k}
+             for o, d, pen in f4["trained"] for k in ks]
+    methods = [m for m in f4.get("baselines", []) if not (args.no_cvxpy and m == "min-nuclear-norm")]
+    if "min-nuclear-norm" in methods and importlib.util.find_spec("cvxpy") is None:
+        print("cvxpy is not installed: the minimum-nuclear-norm baseline is skipped "
+              "(pip install 'flowsim[baselines]')", file=sys.stderr)
+        methods.remove("min-nuclear-norm")
+    t0 = time.perf_counter()
+    records = run_jobs(cells, cell_job, proto, out, workers=args.workers)
+    t_trained = time.perf_counter() - t0
+    base_cells = [{"method": m, "observed": k, "seed": s} for m in methods for k in ks for s in seeds]
+    base = (run_jobs(base_cells, baseline_job, proto, out / "baselines", workers=args.workers)
+            if base_cells else [])
+    t_base = time.perf_counter() - t0 - t_trained
+    rows = trained_rows(records) + [b["row"] for b in base]
+    write_csv(out / "results.csv", rows)
+    agg = ss.aggregate(rows)
+    write_csv(out / "aggregate.csv", agg)
+    png = ss.plot(agg, out / "fig4.png", title)
+    atomic_write_json(out / "run.json", {
+        "command": "experiments/fig4/run.py", "argv": command_line(), "protocol": proto, "baselines": methods,
+        "wall_time_trained_s": t_trained, "wall_time_baselines_s": t_base, "versions": package_versions()})
+    print(f"trained {len(cells)} cells in {t_trained:.0f} s; "
+          f"baselines {len(base_cells)} fits in {t_base:.0f} s")
+    print(f"outputs {out / 'results.csv'}, {out / 'aggregate.csv'}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

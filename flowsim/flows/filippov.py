@@ -1,0 +1,292 @@
+"""Depth-1 gradient flow of ℓ + λR for the nuclear-type penalties (nuclear, ratio, Schatten ratios with
+p ≤ 1 and p < q), which are non-smooth where a singular value is 0: the Filippov solution, i.e. the
+minimal-norm element of the Clarke subdifferential (docs/math.md, "Non-smooth penalties at depth 1").
+
+At a W of rank r with W = U_r Σ_r V_rᵀ and null-space bases U₀, V₀, the minimal-norm subgradient is
+
+    ∂°F(W) = P_U G + (I − P_U) G P_V + U₀ S_τ(U₀ᵀ∇ℓ(W)V₀) V₀ᵀ,     G = ∇ℓ(W) + λ U_r diag(g(σ_r)) V_rᵀ,
+
+with P_U = U_rU_rᵀ, P_V = V_rV_rᵀ, g the penalty's derivative at the positive singular values, τ = λ·c(σ_r)
+the penalty's null-block threshold (:meth:`flowsim.penalties.Penalty.null_threshold`) and S_τ the spectral
+soft-thresholding (CCS10). While ‖U₀ᵀ∇ℓV₀‖₂ ≤ τ the last term is 0 and the velocity is the projection of G
+on the tangent space of the rank-r manifold: the flow stays of rank r and is smooth. Three events change
+that: a singular value reaching 0 (``sigma_to_zero``; it is set to 0 and leaves the active set), the top
+singular value of the null-block loss gradient rising above τ (``leaves_zero``; the null block starts to
+grow along S_τ) and a growing null-block direction reaching the zero level (``rank_up``; it joins the active
+set).
+
+The state is the full W (row-major); ``rank`` is the number of active singular values. Singular values
+below ``zero_level`` = ``zero_tol``·σ₁(W) (σ₁ at the start of the current segment; σ₁(W*) while W = 0) count
+as 0: a singular value falling to ``zero_level``/2 is truncated (a jump of at most that size in W) and a
+null-block direction becomes active when its singular value reaches ``zero_level``. The level sits well
+above what the integrator's local errors leave in the null block (≈ rtol·|W_ij| per step; a lower level
+lets them mix with the vanishing singular value) and far below the accuracy asked of the flow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..integrator import IntegrationResult, integrate
+from ..penalties import Penalty
+from ..problems import CompletionProblem
+from .base import Flow
+
+#: relative zero level (see the module docstring): far below the 0.2 %-of-σ₁ agreement asked of the flow,
+#: far above the local errors of the integrator at its default rtol 1e-7.
+ZERO_TOL = 1e-6
+#: events after which the run stops as ``failed`` (a chattering sequence of rank changes)
+MAX_EVENTS = 20000
+#: events listed one by one in the run's statistics (the counts are always complete)
+MAX_LISTED_EVENTS = 500
+
+
+def spectral_soft_threshold(X: np.ndarray, tau: float) -> np.ndarray:
+    """S_τ(X) = A diag(max(s − τ, 0)) Bᵀ for X = A diag(s) Bᵀ (CCS10, singular value thresholding).
+
+    It is X − τZ* for Z* = argmin_{‖Z‖₂ ≤ 1} ‖X − τZ‖_F, the minimal-norm element of X + τ·(unit
+    spectral-norm ball): the minimal-norm choice of a nuclear-type subgradient on the null block. 0 when
+    ‖X‖₂ ≤ τ (and for τ = +inf).
+    """
+    if X.size == 0 or not np.isfinite(tau):
+        return np.zeros_like(X)
+    s = np.linalg.svd(X, compute_uv=False)
+    if s.size == 0 or s[0] <= tau:
+        return np.zeros_like(X)
+    A, s, Bt = np.linalg.svd(X, full_matrices=False)
+    return (A * np.maximum(s - tau, 0.0)) @ Bt
+
+
+def filippov_velocity(
+    W: np.ndarray, problem: CompletionProblem, penalty: Penalty, lam: float, rank: int,
+    svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Ẇ = −∂°(ℓ + λR)(W), the minimal-norm subgradient at the rank-``rank`` point nearest to W (Filippov
+    1988; Clarke 1983 Prop. 2.3.13 for the product rule; CCS10 for S_τ):
+
+        Ẇ = −U [G̃ with G̃_00 replaced by S_τ(G̃_00)] Vᵀ,   G̃ = Uᵀ∇ℓ(W)V + λ diag(g(σ_1..σ_r), 0),
+
+    in the full SVD basis W = U diag(σ) Vᵀ, where G̃_00 is the null block (rows and columns past ``rank``)
+    and τ = λ·c(σ_1..σ_r). Singular values past ``rank`` are treated as 0 (they are at most the zero level).
+    """
+    U, s, Vt = np.linalg.svd(W, full_matrices=True) if svd is None else svd
+    r = int(rank)
+    Gt = U.T @ problem.grad(W) @ Vt.T
+    if lam != 0.0 and r > 0:
+        Gt[np.arange(r), np.arange(r)] += lam * penalty.active_spectral_grad(s[:r])
+    tau = lam * penalty.null_threshold(s[:r])
+    Gt[r:, r:] = spectral_soft_threshold(Gt[r:, r:], tau)
+    np.negative(Gt, out=Gt)
+    return U @ Gt @ Vt
+
+
+class _SvdCache:
+    """The full SVD of the last state seen (event functions of one step share it)."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+        self.y: np.ndarray | None = None
+        self.value: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.y is None or not np.array_equal(self.y, y):
+            self.y = np.array(y, copy=True)
+            self.value = np.linalg.svd(y.reshape(self.shape), full_matrices=True)
+        assert self.value is not None
+        return self.value
+
+
+class FilippovSpectralFlow(Flow):
+    """Depth-1 gradient flow of ℓ + λR for a penalty with ``sticks_at_zero`` (nuclear, ratio, Schatten p ≤ 1,
+    p < q): the minimal-norm-subgradient (Filippov) solution, integrated between rank-changing events by
+    :meth:`solve` (module docstring). State: W raveled row-major."""
+
+    name = "gf"
+    model = "end-product"
+    formulation = "filippov"
+    formulation_reason = ("depth 1 with a penalty that is non-smooth at σ_i = 0: minimal-norm-subgradient "
+                          "(Filippov) flow with rank-changing events")
+
+    def __init__(self, problem: CompletionProblem, penalty: Penalty, lam: float, zero_tol: float = ZERO_TOL):
+        if not penalty.sticks_at_zero:
+            raise ValueError(f"penalty {penalty.spec()} is not non-smooth at σ = 0; use EndProductFlow")
+        self.problem = problem
+        self.depth = 1
+        self.penalty = penalty
+        self.lam = float(lam)
+        self.shape = problem.shape
+        self.zero_tol = float(zero_tol)
+        self.zero_level = 0.0
+        self.rank = min(self.shape)
+        self.events: list[dict[str, Any]] = []
+        self.event_counts: dict[str, int] = {"sigma_to_zero": 0, "leaves_zero": 0, "rank_up": 0}
+        self._svd = _SvdCache(self.shape)
+
+    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
+        if len(factors) != 1:
+            raise ValueError(f"the Filippov flow is a depth-1 model, got {len(factors)} factors")
+        W = np.array(factors[0], dtype=float)
+        s = np.linalg.svd(W, compute_uv=False)
+        self._set_zero_level(float(s[0]) if s.size else 0.0)
+        self.rank = int(np.sum(s > self.zero_level))
+        return self._truncate(W, self.rank).ravel()
+
+    def end_product(self, y: np.ndarray) -> np.ndarray:
+        return y.reshape(self.shape)
+
+    def _set_zero_level(self, sigma_1: float) -> None:
+        scale = sigma_1 if sigma_1 > 0 else float(np.linalg.norm(self.problem.W_star, 2))
+        self.zero_level = self.zero_tol * scale
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        W = y.reshape(self.shape)
+        return filippov_velocity(W, self.problem, self.penalty, self.lam, self.rank).ravel()
+
+    @staticmethod
+    def _truncate(W: np.ndarray, rank: int) -> np.ndarray:
+        """The best rank-``rank`` approximation U_r Σ_r V_rᵀ (Eckart–Young)."""
+        U, s, Vt = np.linalg.svd(W, full_matrices=False)
+        return (U[:, :rank] * s[:rank]) @ Vt[:rank]
+
+    def null_gradient_excess(self, y: np.ndarray) -> float:
+        """‖U₀ᵀ∇ℓ(W)V₀‖₂ − τ on the null block of the active set: > 0 exactly when a zero singular value
+        starts to grow (−inf when it never can: no null block, or τ = +inf)."""
+        r = self.rank
+        if r >= min(self.shape):
+            return -np.inf
+        U, s, Vt = self._svd(y)
+        tau = self.lam * self.penalty.null_threshold(s[:r])
+        if not np.isfinite(tau):
+            return -np.inf
+        N = U[:, r:].T @ self.problem.grad(y.reshape(self.shape)) @ Vt[r:].T
+        return float(np.linalg.norm(N, 2)) - tau
+
+    def _event_functions(self, y: np.ndarray) -> list[Callable[[float, np.ndarray], float]]:
+        r, level = self.rank, self.zero_level
+        events: list[Callable[[float, np.ndarray], float]] = []
+
+        def sigma_to_zero(t: float, x: np.ndarray) -> float:
+            return float(self._svd(x)[1][r - 1]) - 0.5 * level
+
+        def rank_up(t: float, x: np.ndarray) -> float:
+            # only a null block that is growing (S_τ ≠ 0) can promote a direction: the integrator's
+            # local errors also leave round-off-sized singular values there
+            if self.null_gradient_excess(x) <= 0:
+                return -level
+            return float(self._svd(x)[1][r]) - level
+
+        def leaves_zero(t: float, x: np.ndarray) -> float:
+            return self.null_gradient_excess(x)
+
+        sigma_to_zero.direction, sigma_to_zero.terminal = -1, True  # type: ignore[attr-defined]
+        rank_up.direction, rank_up.terminal = 1, True  # type: ignore[attr-defined]
+        leaves_zero.direction, leaves_zero.terminal = 1, True  # type: ignore[attr-defined]
+        if r > 0:
+            events.append(sigma_to_zero)
+        if r < min(self.shape):
+            events.append(rank_up)
+            if self.null_gradient_excess(y) < 0:  # sliding now: leaving is the next event (a kink)
+                events.append(leaves_zero)
+        return events
+
+    def _record(self, kind: str, t: float, index: int) -> None:
+        self.event_counts[kind] += 1
+        if len(self.events) < MAX_LISTED_EVENTS:
+            self.events.append({"t": float(t), "kind": kind, "index": int(index), "rank_after": self.rank})
+
+    def solve(self, y0: np.ndarray, t_eval: np.ndarray, **kwargs: Any) -> IntegrationResult:
+        """Integrate from y0 over ``t_eval`` in segments of constant active rank, one :func:`integrate` call
+        per segment (terminal events end a segment; the state is updated and the next segment continues
+        on the remaining saving times). Step and wall-time budgets apply to the whole run."""
+        start = time.perf_counter()
+        t_eval = np.asarray(t_eval, dtype=float)
+        max_steps = kwargs.pop("max_steps", None)
+        max_wall = kwargs.pop("max_wall_time", None)
+        kwargs.pop("events", None)
+        ts: list[np.ndarray] = [t_eval[:1]]
+        ys: list[np.ndarray] = [np.asarray(y0, dtype=float)[None, :]]
+        totals = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
+        t_cur, y = float(t_eval[0]), np.asarray(y0, dtype=float)
+        res: IntegrationResult | None = None
+        status, message = "ok", "reached t_end"
+        n_events = 0
+        while True:
+            grid = np.concatenate([[t_cur], t_eval[t_eval > t_cur]])
+            if grid.size < 2:
+                break
+            budget = {}
+            if max_steps is not None:
+                budget["max_steps"] = max(1, int(max_steps) - totals["nsteps"])
+            if max_wall is not None:
+                budget["max_wall_time"] = max(1e-3, float(max_wall) - (time.perf_counter() - start))
+            self._set_zero_level(float(self._svd(y)[1][0]))
+            sliding = self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
+            if sliding:
+                # the null block of W is exactly 0 (clears what the integrator's errors left there)
+                y = self._truncate(y.reshape(self.shape), self.rank).ravel()
+            events = self._event_functions(y)
+            res = integrate(self, y, grid, events=events, **budget, **kwargs)
+            for key, attr in (("nfev", "nfev"), ("njev", "njev"), ("nlu", "nlu"), ("nsteps", "nsteps")):
+                totals[key] += int(getattr(res, attr))
+            ts.append(res.t[1:])
+            saved = res.y[1:]
+            if sliding:  # the segment ends at the first leaving event: its saved states have rank ``rank``
+                saved = np.array([self._truncate(x.reshape(self.shape), self.rank).ravel() for x in saved])
+            ys.append(saved.reshape(-1, y.size))
+            if res.status != "event":
+                status, message = res.status, res.message
+                break
+            n_events += 1
+            if n_events > MAX_EVENTS:
+                status = "failed"
+                message = (f"more than {MAX_EVENTS} rank-changing events by t={res.t_last:.6g} (chattering "
+                           f"between rank {self.rank - 1} and {self.rank + 1})")
+                break
+            t_cur, y = self._apply_event(res, events[int(res.event_index)].__name__)
+        t_all = np.concatenate(ts)
+        y_all = np.concatenate(ys)
+        return IntegrationResult(
+            t=t_all, y=y_all, status=status, message=message,
+            t_last=float(res.t_last) if res is not None else float(t_eval[0]),
+            nfev=totals["nfev"], njev=totals["njev"], nlu=totals["nlu"], nsteps=totals["nsteps"],
+            method=res.method if res is not None else str(kwargs.get("method", "DOP853")),
+            rtol=res.rtol if res is not None else float(kwargs.get("rtol", 0.0)),
+            atol=res.atol if res is not None else float(kwargs.get("atol", 0.0)),
+            wall_time_s=time.perf_counter() - start, extra=self.statistics(),
+        )
+
+    def _apply_event(self, res: IntegrationResult, kind: str) -> tuple[float, np.ndarray]:
+        """Update the active rank (and, for a singular value reaching 0, the state) at a terminal event."""
+        t = float(res.t_last)
+        assert res.event_index is not None
+        y_event = res.y_last if res.y_last is not None else res.y_events[res.event_index][-1]
+        y = np.asarray(y_event, dtype=float)
+        if kind == "sigma_to_zero":
+            # σ_r is at the half zero level: it reaches 0 after σ_r/|σ̇_r| more (recorded as the event time)
+            W = y.reshape(self.shape)
+            U, s, Vt = np.linalg.svd(W, full_matrices=False)
+            speed = -float(U[:, self.rank - 1] @ self(t, y).reshape(self.shape) @ Vt[self.rank - 1])
+            t_zero = t + float(s[self.rank - 1]) / speed if speed > 0 else t
+            self.rank -= 1
+            y = self._truncate(W, self.rank).ravel()
+            self._record(kind, t_zero, self.rank)
+        elif kind == "rank_up":
+            self.rank += 1
+            self._record(kind, t, self.rank - 1)
+        else:
+            self._record(kind, t, self.rank)
+        return t, y
+
+    def statistics(self) -> dict[str, Any]:
+        """Events and rank for ``run.json`` (``stats``)."""
+        return {"formulation": self.formulation, "zero_level": self.zero_level, "rank_final": self.rank,
+                "event_counts": dict(self.event_counts), "events": list(self.events),
+                "events_listed": len(self.events)}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "depth": 1, "penalty": self.penalty.spec(), "lam": self.lam,
+                "formulation": self.formulation, "zero_tol": self.zero_tol}

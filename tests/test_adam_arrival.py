@@ -1,0 +1,149 @@
+"""The fixed-β limit of Adam (``adam-sign``) and the finite-time arrival of the Adam-type flows.
+
+References: the closed form of the sign flow at depth 1 with full observation, torch autograd, torch's own
+``torch.optim.Adam`` at small η with fixed β, and an implicit (Radau) integration from the start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from flowsim.flows import make_flow
+from flowsim.flows.adam import AdamSignFlow
+from flowsim.flows.base import STALL_FRACTION
+from flowsim.initializations import init_factors
+from flowsim.integrator import integrate
+from flowsim.penalties import make_penalty
+from flowsim.problems import full_observation_problem, synthetic_problem
+from flowsim.simulate import simulate
+
+
+def _torch_layer_grads(factors, problem, lam=0.0):
+    theta = [torch.tensor(F, requires_grad=True) for F in factors]
+    W = theta[0]
+    for F in theta[1:]:
+        W = F @ W
+    mask = torch.as_tensor(problem.mask, dtype=torch.float64)
+    L = problem.scale * ((mask * (W - torch.as_tensor(problem.W_star))) ** 2).sum() / problem.denominator
+    if lam:
+        s = torch.linalg.svdvals(W)
+        L = L + lam * s.sum() / torch.sqrt((s * s).sum())
+    L.backward()
+    return [t.grad.numpy() for t in theta]
+
+
+def test_adam_sign_velocity_against_autograd():
+    P = synthetic_problem(6, 5, 2, 18, seed=4)
+    f = init_factors("gaussian", P.shape, 3, 1.0, seed=2)
+    flow = make_flow("adam-sign", P, 3, make_penalty("ratio"), 0.05, eps=1e-6)
+    assert isinstance(flow, AdamSignFlow) and flow.model == "layers"
+    v = flow(0.0, flow.initial_state(f))
+    ref = np.concatenate([(-g / (np.abs(g) + 1e-6)).ravel() for g in _torch_layer_grads(f, P, 0.05)])
+    np.testing.assert_allclose(v, ref, rtol=1e-9, atol=1e-13)
+
+
+def _sign_flow_distance(d0: float, t: float, eps: float) -> float:
+    """|d(t)| for ḋ = −d/(|d| + ε): d + ε ln d = d0 + ε ln d0 − t for d > 0 (solved in u = ln d)."""
+    a = abs(d0)
+    c = a + eps * math.log(a) - t
+    lo = min(c / eps, math.log(a)) - 50.0
+    u = brentq(lambda u: math.exp(u) + eps * u - c, lo, math.log(a) + 1.0, xtol=1e-14, rtol=1e-15)
+    return math.copysign(math.exp(u), d0)
+
+
+def test_adam_sign_depth1_closed_form_through_every_arrival():
+    """N = 1, full observation, ½‖W − W*‖²: each entry moves toward W* at unit speed and arrives at
+    t ≈ |W0 − W*|; the run passes all arrivals, ends ``ok`` and matches the closed form."""
+    rng = np.random.default_rng(0)
+    W_star = rng.standard_normal((3, 4))
+    W0 = W_star + rng.uniform(0.2, 1.5, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
+    prob = full_observation_problem(W_star)
+    eps = 1e-8
+    flow = AdamSignFlow(prob, 1, eps=eps)
+    t_end = 2.0
+    grid = np.linspace(0.0, t_end, 21)
+    traj = simulate(flow, [W0], t_end, t_eval=grid, rtol=1e-9, atol=1e-12, save_matrices=True, progress=False)
+    assert traj.status == "ok" and traj.t[-1] == t_end, traj.message
+    for t, W in zip(traj.t, traj.W):
+        ref = W_star + np.array([[_sign_flow_distance(d, t, eps) for d in row] for row in W0 - W_star])
+        np.testing.assert_allclose(W, ref, atol=2e-7)
+    stats = traj.stats
+    (event,) = stats["events"]
+    assert event["kind"] == "arrival"
+    first_arrival = np.abs(W0 - W_star).min()
+    assert first_arrival <= event["t"] <= first_arrival + 1e-3
+    assert [p["method"] for p in stats["phases"]] == ["DOP853", "Radau"]
+    assert stats["phases"][0]["ended"] == "stalled" and stats["phases"][1]["ended"] == "ok"
+
+
+def test_explicit_only_stalls_without_the_arrival_driver():
+    """The stall is real: the plain integrator with DOP853 crawls at steps ~ε after the first arrival."""
+    rng = np.random.default_rng(0)
+    W_star = rng.standard_normal((2, 2))
+    prob = full_observation_problem(W_star)
+    flow = AdamSignFlow(prob, 1, eps=1e-8)
+    y0 = flow.initial_state([W_star + 0.5])
+    res = integrate(flow, y0, np.array([0.0, 1.0]), rtol=1e-9, atol=1e-12, max_steps=3000,
+                    min_step=STALL_FRACTION, stall_steps=20)
+    assert res.status == "stalled" and res.t_last == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("name, lam", [("adam-sign", 0.0), ("adam-layer", 0.0), ("adam-layer", 1e-2),
+                                       ("adam-printed", 0.0)])
+def test_arrival_continuation_matches_an_implicit_run(name, lam):
+    """Depth 2, 4×4 fully-determined-ish problem: past the arrival the two-phase run agrees with Radau
+    integrated from t = 0 (an independent formulation of the stiff continuation)."""
+    prob = synthetic_problem(4, 4, 1, 14, seed=1)
+    f = init_factors("balanced-gaussian", prob.shape, 2, 1.0, seed=3)
+    pen = make_penalty("ratio") if lam else None
+    flow = make_flow(name, prob, 2, pen, lam, model="layers" if name != "adam-printed" else "end-product")
+    t_end = 1.5
+    grid = np.linspace(0.0, t_end, 16)
+    traj = simulate(flow, f, t_end, t_eval=grid, rtol=1e-8, atol=1e-11, save_matrices=True, progress=False,
+                    max_wall_time=60)
+    assert traj.status == "ok", traj.message
+    ref = integrate(flow, flow.initial_state(f), grid, method="Radau", rtol=1e-10, atol=1e-13,
+                    max_wall_time=60)
+    assert ref.status == "ok"
+    ref_W = np.array([flow.end_product(y) for y in ref.y])
+    np.testing.assert_allclose(traj.W, ref_W, atol=5e-6)
+    assert traj.stats["events"] and traj.stats["events"][0]["kind"] == "arrival"
+
+
+def _torch_adam(factors, problem, lr, betas, t_end, eps=1e-8):
+    theta = [torch.tensor(F, requires_grad=True) for F in factors]
+    opt = torch.optim.Adam(theta, lr=lr, betas=betas, eps=eps)
+    mask = torch.as_tensor(problem.mask, dtype=torch.float64)
+    target = torch.as_tensor(problem.W_star)
+    for _ in range(round(t_end / lr)):
+        opt.zero_grad()
+        W = theta[0]
+        for F in theta[1:]:
+            W = F @ W
+        L = problem.scale * ((mask * (W - target)) ** 2).sum() / problem.denominator
+        L.backward()
+        opt.step()
+    with torch.no_grad():
+        W = theta[0]
+        for F in theta[1:]:
+            W = F @ W
+    return W.numpy()
+
+
+def test_discrete_adam_with_fixed_beta_tends_to_adam_sign_at_order_one():
+    """With β fixed and η/(1 − β₂) ≪ T, ‖W_Adam(T/η) − W_sign(T)‖ shrinks like η (BB21 fixed-β limit)."""
+    prob = synthetic_problem(5, 5, 1, 15, seed=0)
+    f = init_factors("balanced-gaussian", prob.shape, 2, 0.5, seed=1)
+    T, betas = 0.3, (0.9, 0.99)
+    flow = AdamSignFlow(prob, 2)
+    traj = simulate(flow, f, T, t_eval=np.array([0.0, T]), rtol=1e-10, atol=1e-13, save_matrices=True,
+                    progress=False)
+    assert traj.status == "ok"
+    errs = [np.abs(_torch_adam(f, prob, lr, betas, T) - traj.W[-1]).max() for lr in (4e-4, 2e-4, 1e-4)]
+    slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(0.7 < s < 1.4 for s in slopes), (errs, slopes)
