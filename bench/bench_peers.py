@@ -6,15 +6,16 @@ Cases (depth 3, t_end = 1e4, rtol 1e-7, atol 1e-10, 200 log-spaced saving times,
 
 * ``default`` — the default problem, 100×100, rank 5, 2000 observed entries;
 * ``small`` — 10×10, rank 2, 50 observed entries;
-* ``ensemble`` — ``--batch`` problems of the small shape (seeds 0…B−1): :func:`flowsim.simulate_ensemble`
+* ``ensemble`` — ``--batch`` problems of the small shape (seeds 0…B−1): :func:`flowsim.ensemble.simulate_ensemble`
   against a loop of ``simulate`` calls on the scipy engine (the loop runs over the first ``--loop`` problems
   and is scaled to B, said in the table) and against the per-flow compiled engine.
 
 Contestants of the single-flow cases, timed in interleaved rounds (one of each per round) with one BLAS
 thread: flowsim ``simulate`` with ``engine="scipy"`` and with the automatic engine (compiled for small
-states), a hand-written ``solve_ivp`` script (the field in 8 lines, DOP853, the same ``t_eval``; it computes
-only the final σ), torchdiffeq ``dopri8`` and diffrax ``Dopri8``/``Tsit5`` under ``jax.jit`` (compile time,
-first call minus the median of later calls, reported apart) when installed (``pip install flowsim[peers]``).
+states; the compiled engine forced as well where auto picks scipy), a hand-written ``solve_ivp`` script
+(the field in 8 lines, DOP853, the same ``t_eval``; it computes only the final σ), torchdiffeq ``dopri8``
+and diffrax ``Dopri8``/``Tsit5`` under ``jax.jit`` (compile time, first call minus the median of later
+calls, reported apart) when installed (``pip install flowsim[peers]``).
 The table gives the minimum and median wall time, the ratio of each to the script's (min/min, median/median),
 evaluations, and the agreement max_i |σ_i − σ_i(script)| / σ_1 of the final singular values.
 """
@@ -186,6 +187,9 @@ def single_case(case: str, rounds: int) -> str:
         "flowsim simulate, engine scipy": lambda: run_flowsim(problem, factors, "scipy"),
         "flowsim simulate, engine auto": lambda: run_flowsim(problem, factors, "auto"),
     }
+    flow = LayerwiseFlow(problem, DEPTH)
+    if flow.engine_for(flow.initial_state(factors).size) != "numba" and importlib.util.find_spec("numba"):
+        runs["flowsim simulate, engine numba (forced)"] = lambda: run_flowsim(problem, factors, "numba")
     if importlib.util.find_spec("torchdiffeq"):
         runs["torchdiffeq dopri8"] = make_torchdiffeq(problem, factors)
     if importlib.util.find_spec("diffrax"):

@@ -176,3 +176,25 @@ def test_engine_choice_and_record():
         train(P, f, iters=5, dtype="float32", engine="numba")
     with pytest.raises(BadInputError, match="engine"):
         train(P, f, iters=5, engine="jax")
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_interrupt_keeps_the_records_and_says_where(engine, monkeypatch):
+    from validation.batched import TorchRuns
+
+    cls = CompiledRuns if engine == "numba" else TorchRuns
+    advance = cls.advance
+
+    def advance_then_interrupt(self, k_to):
+        if k_to > 120:
+            raise KeyboardInterrupt
+        advance(self, k_to)
+
+    monkeypatch.setattr(cls, "advance", advance_then_interrupt)
+    f = init_factors("gaussian", P.shape, 3, 0.7, seed=1)
+    tr = train(P, f, optimizer="adam", lr=0.003, iters=1000, n_record=30, save_matrices=True, engine=engine)
+    assert tr.status == "interrupted" and tr.stats["interrupted"]
+    k_last = int(tr.extra["iteration"][-1])
+    assert 0 < k_last <= 120 and tr.stats["iterations"] >= k_last
+    assert f"at iteration {tr.stats['iterations']}" in tr.message
+    np.testing.assert_array_equal(tr.W_final, tr.W[-1])

@@ -8,6 +8,7 @@ from flowsim import (
     EndProductFlow,
     LayerwiseFlow,
     balancedness_residuals,
+    full_observation_problem,
     init_factors,
     make_penalty,
     simulate,
@@ -89,3 +90,26 @@ def test_balanced_initializations_are_balanced_and_scaled():
     assert np.linalg.norm(W) == pytest.approx(1e-3 * 10, rel=0.1)  # ACHL19: ‖W‖_F ≈ α√n
     f = init_factors("balanced-gaussian", (100, 100), 3, scale=1e-3, seed=0)
     assert np.linalg.norm(f[2] @ f[1] @ f[0]) == pytest.approx(1e-3 * 10, rel=0.05)
+
+
+def test_metrics_along_equals_per_snapshot_metrics(monkeypatch):
+    """The batched metrics of a trajectory against :func:`matrix_metrics` one snapshot at a time, in one
+    block and in blocks of two snapshots."""
+    from flowsim import metrics
+    from flowsim.metrics import matrix_metrics, metrics_along
+
+    rng = np.random.default_rng(0)
+    for problem in (synthetic_problem(7, 5, rank=2, observed=20, seed=1),
+                    full_observation_problem(rng.standard_normal((4, 4)))):
+        Ws = [rng.standard_normal(problem.shape) * (i + 1) for i in range(5)] + [np.zeros(problem.shape)]
+        along = metrics_along(Ws, problem)
+        assert along["sigma"].shape == (6, min(problem.shape))
+        for i, W in enumerate(Ws):
+            for key, value in matrix_metrics(W, problem).items():
+                np.testing.assert_allclose(along[key][i], value, rtol=1e-13, atol=1e-15, err_msg=key)
+        assert set(along) == set(matrix_metrics(Ws[0], problem)) | {"sigma"}
+        with monkeypatch.context() as mp:
+            mp.setattr(metrics, "METRICS_BLOCK_ENTRIES", 2 * Ws[0].size)
+            blocked = metrics_along(Ws, problem)
+        for key in along:
+            np.testing.assert_array_equal(blocked[key], along[key])

@@ -30,8 +30,8 @@ def test_a_locked_folder_is_refused_while_its_owner_runs(tmp_path: Path) -> None
     try:
         assert owner.stdout.readline().strip() == "locked"
         rc, err, _ = _call([*SIM, "--out", str(out)])
-        assert rc == 2 and f"in use by process {owner.pid}" in err and len(err.strip().splitlines()) == 1
-        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+        assert rc == 2 and "is in use by another flowsim run" in err and len(err.strip().splitlines()) == 1
+        assert list(out.iterdir()) == []  # the lock adds no file
     finally:
         owner.stdin.close()
         owner.wait(timeout=30)
@@ -63,7 +63,7 @@ def test_out_never_mixes_two_runs(tmp_path: Path) -> None:
     # the same command again replaces the earlier run whole (stale files of the earlier run removed)
     (out / "trajectory.png").unlink(missing_ok=True)
     assert _call([*SIM, "--no-plot", "--out", str(out)])[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "run.json", "trajectory.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "trajectory.npz"]
 
 
 def test_disk_full_while_writing_is_one_line_exit_3_and_no_temp_file(tmp_path: Path) -> None:

@@ -81,6 +81,18 @@ def test_fitted_converged_and_diverged_stops():
     assert abs(h[-2] - h[-12]) > 1e-4 * abs(h[-12])
 
 
+def test_a_plateau_at_the_initial_value_is_not_convergence():
+    p = synthetic_problem(10, 10, 1, 50, 0)
+    f = init_factors("gaussian", p.shape, 3, 1e-3, 0)
+    kw = dict(optimizer="gd", lrs=[0.01], penalty=None, lams=[0.0])
+    flat = StoppingRule(max_iters=400, check_every=100, window=100, rtol=1e-3, min_drop=0.0)
+    (o,) = train_to_rule([p], [f], rule=flat, **kw)
+    assert o.status == "converged" and o.iterations == 100  # the saddle plateau, without the guard
+    (o,) = train_to_rule([p], [f], rule=StoppingRule(max_iters=400, check_every=100, window=100, rtol=1e-3),
+                         **kw)
+    assert o.status == "budget" and o.metrics["loss"] > 0.5 * o.history["loss"][0]
+
+
 def test_validation_split_partitions_the_observed_entries():
     p = synthetic_problem(20, 20, 2, 150, 0)
     fit, val = validation_split(p.mask, 0.1, seed=4)

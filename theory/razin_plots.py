@@ -22,6 +22,21 @@ def _save(fig, path: Path, plt) -> Path:
     return save_figure(plt, fig, path)
 
 
+def _log_scales(ax, which: str) -> None:
+    """Log scale on the axes named in ``which`` ("x", "y") that have positive finite data; a panel of a cut
+    run without any says so instead (matplotlib cannot draw an empty log axis)."""
+    lines = [line for line in ax.get_lines() if line.get_transform() is ax.transData]  # not axhline
+    xs = [np.asarray(line.get_xdata(), dtype=float) for line in lines]
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in lines]
+    ok = {"x": any(np.any(np.isfinite(v) & (v > 0)) for v in xs),
+          "y": any(np.any(np.isfinite(v) & (v > 0)) for v in ys)}
+    for axis in which:
+        if ok[axis]:
+            ax.set(**{f"{axis}scale": "log"})
+    if not all(ok[axis] for axis in which):
+        ax.text(0.5, 0.5, "no positive values to show", ha="center", transform=ax.transAxes, fontsize=8)
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Write ``razin.png`` (and ``razin_family.png`` with a family) into ``run_dir``; returns the paths.
     A cut run (interrupted, diverged) has few or no positive values for the log axes: its panels are drawn
@@ -69,7 +84,8 @@ def plot_main(a: dict[str, np.ndarray], info: dict, gd: dict[str, np.ndarray] | 
     d = np.sqrt(2 * loss)
     ok = d < 1
     ax.plot(loss[ok], (1 - d[ok]) ** 2 / d[ok], ":", color="0.3", label="bound (1 − δ)²/δ (C2)")
-    ax.set(xscale="log", yscale="log", xlabel="loss ℓ (decreasing →)", ylabel="|w₁₁|")
+    _log_scales(ax, "xy")
+    ax.set(xlabel="loss ℓ (decreasing →)", ylabel="|w₁₁|")
     ax.invert_xaxis()
     ax.legend(fontsize=7, frameon=False)
     ax = axes[0, 1]
@@ -77,7 +93,8 @@ def plot_main(a: dict[str, np.ndarray], info: dict, gd: dict[str, np.ndarray] | 
         if k in a:
             ax.plot(t, a[k][sel] * np.sqrt(loss), color=f"C{i}", label=label)
     ax.axhline(1 / np.sqrt(2), color="0.4", ls=":", lw=1, label="1/√2")
-    ax.set(xscale="log", yscale="log", xlabel="t", ylabel="‖W(t)‖·√ℓ(t)  (C3)")
+    _log_scales(ax, "xy")
+    ax.set(xlabel="t", ylabel="‖W(t)‖·√ℓ(t)  (C3)")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     ax = axes[1, 0]
     logsig = a.get("log_sigma_min")
@@ -94,7 +111,8 @@ def plot_main(a: dict[str, np.ndarray], info: dict, gd: dict[str, np.ndarray] | 
         ax.plot(t, lad[sel] / np.log(10), color="C4", label="log₁₀|det W|")
         which = "+" if np.all(sign >= 0) else "−" if np.all(sign <= 0) else "changes"
         ax.set_title(f"sign of det W: {which}", fontsize=8)
-    ax.set(xscale="log", xlabel="t", ylabel="log₁₀ |det W(t)|")
+    _log_scales(ax, "x")
+    ax.set(xlabel="t", ylabel="log₁₀ |det W(t)|")
     ax.legend(fontsize=7, frameon=False)
     data = f"({p.get('z')}, {p.get('zp')}, {p.get('eps')})"
     fig.suptitle(f"flowsim razin  N={p.get('depth')}  (z, z′, ε)={data}  "
@@ -116,7 +134,8 @@ def plot_family(fam: dict[str, np.ndarray], info: dict, path: Path) -> Path:
         ax.plot(loss[sel], np.abs(w11[sel]), color=f"C{i}", label=f"ε = {e:g}")
         if e != 0:
             ax.axhline(abs(z * zp / e), color=f"C{i}", ls=":", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="loss ℓ (decreasing →)", ylabel="|w₁₁|",
+    _log_scales(ax, "xy")
+    ax.set(xlabel="loss ℓ (decreasing →)", ylabel="|w₁₁|",
            title=f"perturbed family (z, z′) = ({z:g}, {zp:g}); dotted: rank-1 completion |zz′/ε|")
     ax.invert_xaxis()
     ax.legend(fontsize=7, frameon=False)

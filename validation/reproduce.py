@@ -5,7 +5,9 @@ squares refit on the learned singular subspaces, and a verdict against a publish
 * :class:`StoppingRule` — a run stops at the first check (every ``check_every`` iterations) where
   (a) its objective F = ℓ(W) + λR(W) is non-finite or above 1e100 ("diverged"),
   (b) its data loss ℓ(W) ≤ ``loss_floor`` ("fitted": the observed entries are interpolated),
-  (c) |F_k − F_{k−window}| ≤ rtol·|F_{k−window}| ("converged": the objective is flat over the window), or
+  (c) |F_k − F_{k−window}| ≤ rtol·|F_{k−window}| and F_k ≤ (1 − min_drop)·F_0 ("converged": the objective
+      is flat over the window after it has left its initial value — a flat objective near F_0 is the
+      plateau of a small initialization at the saddle W = 0, not convergence), or
   (d) k = ``max_iters`` ("budget").
 * :func:`train_to_rule` — B runs batched in torch (the closed-form gradients and the ``torch.optim``
   update rules of :mod:`validation.batched` / :mod:`validation.optimizers`) until each meets the rule.
@@ -52,21 +54,22 @@ class StoppingRule:
     window: int = 10_000
     rtol: float = 1e-5
     loss_floor: float = 1e-20
+    min_drop: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_iters < 1 or self.check_every < 1 or self.window < self.check_every:
             raise BadInputError("stopping rule: need max_iters ≥ 1 and window ≥ check_every ≥ 1")
         if self.window % self.check_every:
             raise BadInputError("stopping rule: window must be a multiple of check_every")
-        if not (self.rtol >= 0 and self.loss_floor >= 0):
-            raise BadInputError("stopping rule: rtol and loss_floor must be ≥ 0")
+        if not (self.rtol >= 0 and self.loss_floor >= 0 and 0 <= self.min_drop < 1):
+            raise BadInputError("stopping rule: need rtol ≥ 0, loss_floor ≥ 0 and min_drop in [0, 1)")
 
     def describe(self) -> str:
         """One sentence for reports."""
         return (f"stop at the first check (every {self.check_every} iterations) where the objective "
-                f"ℓ + λR changed by ≤ {self.rtol:g} (relative) over the last {self.window} iterations, "
-                f"or the data loss is ≤ {self.loss_floor:g}, or it diverged, or after {self.max_iters} "
-                "iterations")
+                f"ℓ + λR changed by ≤ {self.rtol:g} (relative) over the last {self.window} iterations "
+                f"and is below {1 - self.min_drop:g} of its initial value, or the data loss is ≤ "
+                f"{self.loss_floor:g}, or it diverged, or after {self.max_iters} iterations")
 
 
 @dataclass
@@ -181,8 +184,8 @@ def train_to_rule(
                 past = len(h["objective"]) - 1 - rule.window // rule.check_every
                 if loss[b] <= rule.loss_floor:
                     status, message = "fitted", f"data loss {loss[b]:.3g} ≤ {rule.loss_floor:g} at {k}"
-                elif past >= 0 and abs(objs[b] - h["objective"][past]) <= rule.rtol * abs(
-                        h["objective"][past]):
+                elif (past >= 0 and abs(objs[b] - h["objective"][past]) <= rule.rtol * abs(
+                        h["objective"][past]) and objs[b] <= (1 - rule.min_drop) * h["objective"][0]):
                     status = "converged"
                     message = (f"objective {objs[b]:.6g} changed by ≤ {rule.rtol:g} (relative) over "
                                f"iterations {k - rule.window}–{k}")

@@ -99,7 +99,7 @@ def estimate(proto: dict, cells: list[dict], workers: int) -> str:
             if key not in cache:
                 cache[key] = measure_step_cost(m, c["depth"], c["optimizer"], kind, B)
                 lines.append(f"  depth {c['depth']} {c['optimizer']:8s} penalty {kind:5s} batch {B:2d}: "
-                             f"{cache[key] * 1e3:7.2f} ms/iteration")
+                             f"{cache[key] * 1e3:7.2f} CPU ms/iteration")
             total += cache[key] * iters
     lines.append(f"upper bound (every run to its budget: selection {sel.max_iters}, final {fin.max_iters} "
                  f"iterations): {total:.0f} s on one core = {total / workers / 3600:.2f} h on {workers} "

@@ -88,6 +88,7 @@ def _run(module, name: str, rest: list[str]) -> int:
     """Parse and run one command; every way it can end becomes an exit code and at most one line."""
     from . import interrupts, outdir
 
+    outdir.begin()
     try:
         with interrupts.handling_signals():
             args = module.build_parser(f"flowsim {name}").parse_args(rest)

@@ -2,8 +2,8 @@
 
 A run folder is *claimed* by :func:`claim_out_dir` before anything is written into it:
 
-* it takes an exclusive lock (``fcntl.flock`` on ``DIR/.lock``, held until the command ends); a second
-  writer gets bad input (exit 2) naming the process that holds it;
+* it takes an exclusive lock (``fcntl.flock`` on the folder itself, held until the command ends); a second
+  writer gets bad input (exit 2);
 * an existing folder is accepted only when it is empty, or when it holds an earlier run of the *same*
   command, whose files are removed first (the new run replaces it; nothing of the two runs is mixed). A
   folder that holds another command's run, a sweep, or files flowsim did not write is refused.
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ..errors import BadInputError
 
-LOCK_NAME = ".lock"
 #: files a sweep keeps in a point's folder around the command's own outputs
 SWEEP_BOOKKEEPING = ("point.json", "log.txt")
 #: what each command writes into its run folder (names, or ``*.png`` patterns)
@@ -37,6 +36,11 @@ _started: list[bool] = [False]
 def work_started() -> bool:
     """True once this command claimed its output folder (an OS error after that is a failed run, exit 3)."""
     return _started[0]
+
+
+def begin() -> None:
+    """A command starts: no work done yet (locks held by earlier direct callers are kept)."""
+    _started[0] = False
 
 
 def reset() -> None:
@@ -64,33 +68,24 @@ def release_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _owner(path: Path) -> str:
-    try:
-        text = (path / LOCK_NAME).read_text().strip()
-    except OSError:
-        return "another process"
-    return f"process {text}" if text.isdigit() else "another process"
-
-
 def lock_dir(path: Path, flag: str = "--out") -> None:
-    """Hold an exclusive lock on ``path`` for the rest of this command (re-entrant within the process)."""
+    """Hold an exclusive lock on the folder ``path`` itself (``flock`` on a descriptor of the folder, so no
+    file is added to it) for the rest of this command; re-entrant within the process."""
     import fcntl
 
     key = str(path.resolve())
     if key in _held:
         return
     try:
-        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as exc:
-        raise BadInputError(f"{flag} {path}: cannot create its lock file ({exc.strerror})") from None
+        raise BadInputError(f"{flag} {path}: cannot be opened ({exc.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise BadInputError(f"{flag} {path} is in use by {_owner(path)} (another flowsim run is writing "
-                            f"it); wait for it or choose another folder") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+        raise BadInputError(f"{flag} {path} is in use by another flowsim run (it holds the folder's lock); "
+                            f"wait for it or choose another folder") from None
     _held[key] = fd
 
 
@@ -109,7 +104,7 @@ def check_reusable(path: Path, command: str, flag: str = "--out") -> list[Path]:
     a folder holding anything else. Reads only."""
     if not path.is_dir():
         return []
-    names = [c for c in path.iterdir() if c.name not in (LOCK_NAME, *SWEEP_BOOKKEEPING)]
+    names = [c for c in path.iterdir() if c.name not in SWEEP_BOOKKEEPING]
     if not names:
         return []
     if command not in OUTPUTS:

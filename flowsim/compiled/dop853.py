@@ -45,14 +45,38 @@ def _rms(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _finite(x):  # pragma: no cover - compiled
+    for v in x:
+        if not np.isfinite(v):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _combine(a, K, s, h, y, out):  # pragma: no cover - compiled
+    """out = y + h Σ_{i<s} a_i K_i, without temporaries (the stage sums of an explicit Runge–Kutta step)."""
+    n = y.size
+    for j in range(n):
+        out[j] = 0.0
+    for i in range(s):
+        ai = a[i]
+        if ai != 0.0:
+            Ki = K[i]
+            for j in range(n):
+                out[j] += ai * Ki[j]
+    for j in range(n):
+        out[j] = y[j] + h * out[j]
+
+
+@njit(cache=True)
 def _eval(t, y, out, ist, fst, dims, offs, weight, w_star, pen, max_nonfinite):  # pragma: no cover
     """out = f(t, y); counts the evaluation and the streak of non-finite velocities (as the scipy path)."""
     ist[NFEV] += 1
-    if np.all(np.isfinite(y)):
+    if _finite(y):
         layerwise_field(y, out, dims, offs, weight, w_star, pen)
     else:
         out[:] = np.nan
-    if np.all(np.isfinite(out)):
+    if _finite(out):
         ist[STREAK] = 0
         return True
     if ist[NONFINITE_SEEN] == 0:
@@ -98,7 +122,8 @@ def advance(y, f, fst, ist, t_eval, ys, dims, offs, weight, w_star, pen, rtol, a
     t_bound = t_eval[-1]
     K = np.empty((D.shape[1], n))
     y_new = np.empty(n)
-    stage = np.empty(n)
+    y_stage = np.empty(n)
+    zero = np.zeros(n)
     F = np.empty((7, n))
     for _ in range(steps_limit):
         t = fst[T_NOW]
@@ -120,17 +145,11 @@ def advance(y, f, fst, ist, t_eval, ys, dims, offs, weight, w_star, pen, rtol, a
             # rk_step: K_s = f(t + c_s h, y + h Σ_{i<s} a_si K_i)
             K[0] = f
             for s in range(1, N_STAGES):
-                stage[:] = 0.0
-                for i in range(s):
-                    if A[s, i] != 0.0:
-                        stage += A[s, i] * K[i]
-                if not _eval(t + C[s] * h, y + h * stage, K[s], ist, fst, dims, offs, weight, w_star, pen,
+                _combine(A[s], K, s, h, y, y_stage)
+                if not _eval(t + C[s] * h, y_stage, K[s], ist, fst, dims, offs, weight, w_star, pen,
                              max_nonfinite):
                     return NONFINITE_STREAK
-            stage[:] = 0.0
-            for i in range(N_STAGES):
-                stage += B[i] * K[i]
-            y_new[:] = y + h * stage
+            _combine(B, K, N_STAGES, h, y, y_new)
             if not _eval(t + h, y_new, K[N_STAGES], ist, fst, dims, offs, weight, w_star, pen, max_nonfinite):
                 return NONFINITE_STREAK
             # error norm of DOP853 (5th order estimate blended with the 3rd order one)
@@ -175,33 +194,25 @@ def advance(y, f, fst, ist, t_eval, ys, dims, offs, weight, w_star, pen, rtol, a
         if not bad and k < t_eval.size and t_eval[k] <= t_new:
             # dense output: three extra stages, then the 7 coefficient rows of Dop853DenseOutput
             for s in range(N_STAGES + 1, K.shape[0]):
-                stage[:] = 0.0
-                for i in range(s):
-                    if A[s, i] != 0.0:
-                        stage += A[s, i] * K[i]
-                if not _eval(t + C[s] * h, y + h * stage, K[s], ist, fst, dims, offs, weight, w_star, pen,
+                _combine(A[s], K, s, h, y, y_stage)
+                if not _eval(t + C[s] * h, y_stage, K[s], ist, fst, dims, offs, weight, w_star, pen,
                              max_nonfinite):
                     return NONFINITE_STREAK
-            F[0] = y_new - y
-            F[1] = h * K[0] - F[0]
-            F[2] = 2 * F[0] - h * (K[N_STAGES] + K[0])
+            for j in range(n):
+                dy = y_new[j] - y[j]
+                F[0, j] = dy
+                F[1, j] = h * K[0, j] - dy
+                F[2, j] = 2 * dy - h * (K[N_STAGES, j] + K[0, j])
             for r in range(D.shape[0]):
-                stage[:] = 0.0
-                for i in range(K.shape[0]):
-                    if D[r, i] != 0.0:
-                        stage += D[r, i] * K[i]
-                F[3 + r] = h * stage
+                _combine(D[r], K, K.shape[0], h, zero, F[3 + r])
             while k < t_eval.size and t_eval[k] <= t_new:
                 x = (t_eval[k] - t) / h
-                out = ys[k]
-                out[:] = 0.0
-                for i in range(6, -1, -1):
-                    out += F[i]
-                    if (6 - i) % 2 == 0:
-                        out *= x
-                    else:
-                        out *= 1 - x
-                out += y
+                for j in range(n):
+                    v = 0.0
+                    for i in range(6, -1, -1):
+                        v += F[i, j]
+                        v *= x if (6 - i) % 2 == 0 else 1 - x
+                    ys[k, j] = v + y[j]
                 k += 1
             ist[K_SAVE] = k
         y[:] = y_new

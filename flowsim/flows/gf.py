@@ -59,7 +59,8 @@ class LayerwiseFlow(Flow):
     ``engine`` chooses how :meth:`solve` integrates: ``"scipy"`` (scipy's solvers on the Python field),
     ``"numba"`` (the compiled field and DOP853 loop of :mod:`flowsim.compiled`, method DOP853 only) or
     ``"auto"`` (numba when it is installed, the method is DOP853, nothing the compiled loop lacks is asked
-    for — events, a Jacobian — and the state has at most ``AUTO_MAX_STATE`` entries; scipy otherwise). The
+    for — events, a Jacobian —, ``__call__`` is this class's own field and the state has at most
+    ``AUTO_MAX_STATE`` entries; scipy otherwise). The
     engine used is recorded in the result's statistics (``run.json`` ``stats.engine``).
     """
 
@@ -107,6 +108,8 @@ class LayerwiseFlow(Flow):
         """The engine :meth:`solve` uses for a state of ``size`` entries (see the class docstring)."""
         compilable = (method == "DOP853" and numba_available() and self._compiled_penalty()
                       and all(k in COMPILED_KWARGS for k, v in integrate_kwargs.items() if v is not None))
+        # the compiled field reproduces LayerwiseFlow.__call__: a subclass or a replaced field runs on scipy
+        compilable = compilable and type(self).__call__ is _LAYERWISE_FIELD
         if self.engine == "numba":
             if not compilable:
                 raise BadInputError("engine 'numba' needs numba installed, method DOP853, a none/ratio/"
@@ -146,3 +149,6 @@ class LayerwiseFlow(Flow):
         if self.packer is not None:
             d["dims"] = self.packer.dims
         return d
+
+
+_LAYERWISE_FIELD = LayerwiseFlow.__call__
