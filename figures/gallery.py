@@ -288,9 +288,10 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
         for ax in (ax_te, ax_er):
             ax.set_xlabel("t (flow time)" if flow == "gf" else "t = kη (flow time)")
     p = s.problem
-    note = ("\ngradient flow: Filippov (minimal-norm-subgradient) flow with rank-changing events; "
-            "×: the Adam flow's solver stopped at its step budget where σᵢ → 0 makes its field "
-            "discontinuous (see docs/gallery.md)") if any_stop else ""
+    note = "\ngradient flow: the Filippov (minimal-norm-subgradient) flow, with rank-changing events"
+    if any_stop:
+        note += ("\n×: the Adam flow's solver stopped at its step budget where σᵢ → 0 makes its field "
+                 "discontinuous (see docs/gallery.md)")
     fig.suptitle(rf"Depth N = 1 with the ratio penalty $\lambda\|W\|_*/\|W\|_F$ ({p['m']}×{p['n']}, "
                  f"rank {p['rank']}, {p['observed']} observed){note}", fontsize=11)
     return style.save(fig, out, "fig3_depth1_ratio", pdf)
@@ -492,10 +493,12 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
            "penalty at λ = 1e-4; the Adam flow fits within flow time ≈ 0.3 instead of ≈ 10³ and then turns "
            "into a sign-flow-like system whose integration stops (×) at its step budget."),
     Figure("depth1-ratio", 3, jobs_depth1_ratio, draw_depth1_ratio,
-           "At depth 1 only the penalty can lower the rank: with the ratio penalty at λ ≥ 1e-3 gradient "
-           "flow and the Adam flow collapse W to effective rank ≈ 1 long before the loss is fit, and since "
-           "a singular value then reaches 0 where the penalized field is non-smooth, the integration stops "
-           "there (×); λ = 1e-4 runs to the end and, like λ = 0, leaves the test error at 1."),
+           "At depth 1 only the penalty can lower the rank. Gradient flow (top row) is integrated as the "
+           "Filippov (minimal-norm-subgradient) flow of ℓ + λ‖W‖_*/‖W‖_F: the penalty drives singular "
+           "values to exactly 0 in finite time, one event at a time, and a direction leaves 0 again when "
+           "the loss gradient on the null block exceeds λ/‖W‖_F; every run reaches t = 10⁴. The Adam flow "
+           "(bottom row) has no such treatment yet and still stops (×) where σᵢ → 0 makes its field "
+           "discontinuous."),
     Figure("razin", 4, jobs_razin, draw_razin,
            "The Razin–Cohen 2×2 completion (RC20), depth 3: as ℓ → 0 the unobserved |w₁₁| follows the bound"
            " (1 − δ)²/δ to infinity and ‖W‖·√ℓ tends to ≈ 1/√2 for all five norms, so no norm is being "

@@ -65,9 +65,9 @@ def _block_metrics(Ws: Sequence[np.ndarray], problem: CompletionProblem) -> dict
     r = (diff * problem.mask).reshape(T, -1)
     out = {"loss": problem.scale * np.einsum("ij,ij->i", r, r) / problem.denominator}
     if problem.has_test_set:
-        test = diff[:, ~problem.mask]
+        test = diff[:, problem.test_set]  # Ωᶜ, or the explicit held-out set (ratings)
         num = np.sqrt(np.einsum("ij,ij->i", test, test))
-        den = float(np.linalg.norm(problem.W_star[~problem.mask]))
+        den = float(np.linalg.norm(problem.W_star[problem.test_set]))
         out["test_error"] = num / den if den > 0 else np.where(num > 0, np.inf, 0.0)
         out["test_rmse"] = num / np.sqrt(test.shape[1])
     else:

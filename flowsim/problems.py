@@ -106,7 +106,7 @@ class CompletionProblem:
         return (2.0 * self.scale / self.denominator) * self.residual(W)
 
     def test_errors(self, W: np.ndarray) -> tuple[float, float]:
-        """(relative test error ‖P_T(W − W*)‖_F/‖P_T(W*)‖_F, RMSE over T) with T = Ωᶜ (SPEC §1.3), or the
+        """(relative test error ‖P_T(W − W*)‖_F/‖P_T(W*)‖_F, RMSE over T) with T = Ωᶜ, or the
         explicit ``test_mask`` when given (held-out ratings: the RMSE is then Zhao22's Table 2 metric).
 
         Both are NaN when the test set is empty (every entry observed, no explicit test set).

@@ -161,3 +161,18 @@ def test_discrete_adam_with_fixed_beta_tends_to_adam_sign():
     errs = [np.abs(_torch_adam(f, prob, lr, betas, T) - traj.W[-1]).max() for lr in (2e-4, 1e-4, 5e-5)]
     slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
     assert 0.65 < slopes[0] < slopes[1] < 1.2, (errs, slopes)
+
+
+def test_large_states_go_on_explicitly_and_say_why(monkeypatch):
+    """Above the dense-Jacobian limit the explicit solver continues at its stability limit; a budget that
+    runs out says where and why (status failed, not a silent stop)."""
+    import flowsim.flows.base as base
+
+    monkeypatch.setattr(base, "DENSE_JACOBIAN_MAX_DIM", 1)
+    W_star = np.array([[1.0, -2.0], [0.5, 0.0]])
+    flow = AdamSignFlow(full_observation_problem(W_star), 1, eps=1e-8)
+    traj = simulate(flow, [W_star + 0.5], 1.0, t_eval=np.array([0.0, 0.25, 1.0]), rtol=1e-9, atol=1e-12,
+                    max_steps=2000, progress=False)
+    assert traj.status == "failed" and "out of reach" in traj.message and "step budget" in traj.message
+    assert [p["method"] for p in traj.stats["phases"]] == ["DOP853", "DOP853"]
+    assert traj.stats["events"][0]["t"] == pytest.approx(0.5, abs=1e-3)

@@ -1,4 +1,4 @@
-"""Adam-type flows (SPEC §3.4): adam-layer, adam-ode, adam-printed."""
+"""Adam-type flows (SPEC §3.4): adam-layer, adam-ode, adam-printed (adam-sign: tests/test_adam_arrival.py)."""
 
 import numpy as np
 import pytest
@@ -67,9 +67,8 @@ def test_adam_printed_equals_adam_layer_at_depth_one():
 
 
 def test_adam_printed_theorem3_uses_the_printed_penalty_term():
-    from flowsim.factors import canonical_balanced_factors
     from flowsim.flows.gradient import layer_gradients, total_gradient
-    from flowsim.flows.printed import printed_penalty_term, theorem1_velocity
+    from flowsim.flows.printed import printed_penalty_term, signed_balanced_factors, theorem1_velocity
 
     f = init_factors("balanced-gaussian", P.shape, 2, 1.0, seed=4)
     pen = make_penalty("ratio")
@@ -77,7 +76,7 @@ def test_adam_printed_theorem3_uses_the_printed_penalty_term():
     assert flow.theorem == 3
     y = flow.initial_state(f)
     W = y.reshape(P.shape)
-    lg = layer_gradients(canonical_balanced_factors(W, 2), total_gradient(W, P, pen, 0.1))
+    lg = layer_gradients(signed_balanced_factors(W, 2), total_gradient(W, P, pen, 0.1))
     ref = theorem1_velocity(W, P.grad(W) + 0.1 * printed_penalty_term(W), lg, 2, "row-major", 1e-8)
     np.testing.assert_allclose(flow(0.0, y).reshape(P.shape), ref, rtol=1e-12, atol=1e-15)
 

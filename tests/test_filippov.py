@@ -176,3 +176,18 @@ def test_cli_run_reaches_t_end_and_records_its_events(tmp_path, capsys):
     assert all(0 < e["t"] < 4 for e in zero) and zero == sorted(zero, key=lambda e: e["t"])
     with np.load(out / "trajectory.npz") as z:
         assert z["t"][-1] == 4.0 and np.all(z["sigma"][-1, 4:] < 1e-12)
+
+
+def test_nuclear_flow_from_zero_grows_every_direction_above_the_threshold_at_once():
+    """W(0) = 0, ½‖W − W*‖², W* ~ diag(3, 0.4, 0.05), λ = 0.2: σ_i(t) = max(s_i − λ, 0)(1 − e^{−t}); the two
+    directions with s_i > λ leave 0 together and the third stays."""
+    Q1, Q2 = ortho_group.rvs(3, random_state=8), ortho_group.rvs(3, random_state=9)
+    s_star = np.array([3.0, 0.4, 0.05])
+    problem = full_observation_problem(_rotated(s_star, Q1, Q2))
+    t = np.linspace(0, 2, 21)
+    traj = simulate(make_flow("gf", problem, 1, make_penalty("nuclear"), 0.2), [np.zeros((3, 3))], t_eval=t,
+                    rtol=1e-10, atol=1e-12)
+    assert traj.status == "ok" and traj.stats["rank_final"] == 2
+    assert traj.stats["event_counts"]["rank_up"] == 2
+    expected = np.maximum(s_star - 0.2, 0) * (1 - np.exp(-t))[:, None]
+    assert np.allclose(traj.sigma, expected, atol=1e-6)

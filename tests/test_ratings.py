@@ -10,7 +10,7 @@ import pytest
 
 from flowsim.cli.common import add_problem_args, problem_from_args
 from flowsim.errors import BadInputError
-from flowsim.metrics import matrix_metrics
+from flowsim.metrics import matrix_metrics, metrics_along
 from flowsim.problems import CompletionProblem, synthetic_problem
 from flowsim.ratings import (
     load_ratings,
@@ -103,6 +103,9 @@ def test_ratings_problem_masks_and_rmse_by_hand(tmp_path):
     assert rmse == pytest.approx(expected, rel=1e-12)
     assert rel == pytest.approx(np.linalg.norm(3.0 - d.rating[te]) / np.linalg.norm(d.rating[te]), rel=1e-12)
     assert matrix_metrics(W, p)["test_rmse"] == pytest.approx(expected, rel=1e-12)
+    along = metrics_along([W, W + 1.0], p)
+    assert along["test_rmse"][0] == pytest.approx(expected, rel=1e-12)
+    assert along["test_rmse"][1] == pytest.approx(np.sqrt(np.mean((4.0 - d.rating[te]) ** 2)), rel=1e-12)
     # same seed, same split
     p2 = ratings_problem(path, test_fraction=0.2, seed=5)
     np.testing.assert_array_equal(p.test_mask, p2.test_mask)

@@ -74,11 +74,11 @@ def test_fitted_converged_and_diverged_stops():
     # with a penalty the objective flattens: the stop satisfies the rule it states
     rule = StoppingRule(max_iters=20000, check_every=100, window=1000, rtol=1e-4, loss_floor=0.0)
     (conv,) = train_to_rule([p], [f], optimizer="adam", lrs=[1e-2], penalty=make_penalty("nuclear"),
-                            lams=[1e-1], rule=rule)
+                            lams=[1e-2], rule=rule)
     assert conv.status == "converged" and conv.iterations < 20000
     h = conv.history["objective"]
     assert abs(h[-1] - h[-11]) <= 1e-4 * abs(h[-11])
-    assert abs(h[-2] - h[-12]) > 1e-4 * abs(h[-12])
+    assert abs(h[-2] - h[-12]) > 1e-4 * abs(h[-12]) and h[-1] <= 0.5 * h[0]
 
 
 def test_a_plateau_at_the_initial_value_is_not_convergence():
@@ -225,7 +225,8 @@ def test_selection_on_the_first_seed_applies_its_eta_to_every_seed():
     problems = [synthetic_problem(8, 8, 1, 30, s) for s in seeds]
     factors = [init_factors("gaussian", (8, 8), 1, 1e-3, s) for s in seeds]
     res = reproduce_cell(problems, factors, seeds, optimizer="adam", lr_grid=[1e-3, 3e-2], penalty=None,
-                         lam=0.0, rule=StoppingRule(max_iters=100, check_every=50, window=50), select_each_seed=False)
+                         lam=0.0, rule=StoppingRule(max_iters=100, check_every=50, window=50),
+                         select_each_seed=False)
     assert len({r.lr for r in res}) == 1
     assert all(r.selection == res[0].selection and r.selection[0]["selected_on_seed"] == 0 for r in res)
 

@@ -278,6 +278,7 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path, monkeypatch):
 
 # ---- determinism ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # four runs, one in a fresh process: about 6.6 s of CPU
 def test_same_seed_bit_identical_trajectory(cli, tmp_path):
     """Same command and seed -> bit-identical arrays, in-process and in a fresh process; another seed
     differs."""

@@ -117,15 +117,17 @@ def test_cli_validate_bad_pairing_and_divergence(tmp_path):
 
 def test_adam_window_ratio_is_recorded_and_warned(capsys):
     """With fixed β, η_max/(1 − β₂) > T/10 gets one warning line on stderr and the ratio in the result."""
-    res = validate(P, F0, optimizer="adam", against="adam-sign", lrs=[2e-3, 1e-3], t_end=0.05, n_record=5,
+    small = synthetic_problem(5, 5, 1, 15, seed=0)
+    f = init_factors("balanced-gaussian", small.shape, 2, 0.5, seed=1)
+    res = validate(small, f, optimizer="adam", against="adam-sign", lrs=[2e-3, 1e-3], t_end=0.05, n_record=5,
                    hyper={"beta1": 0.5, "beta2": 0.9})
     assert res.status == "ok", res.message
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "warning" in err[0] and "0.4·T" in err[0]
     doc = res.to_json()
     assert doc["against"] == "adam-sign" and doc["adam_window_ratio"] == pytest.approx(2e-3 / 0.1 / 0.05)
-    quiet = validate(P, F0, optimizer="adam", against="adam-sign", lrs=[2e-4, 1e-4], t_end=0.05, n_record=5,
-                     hyper={"beta1": 0.5, "beta2": 0.9})
+    quiet = validate(small, f, optimizer="adam", against="adam-sign", lrs=[2e-4, 1e-4], t_end=0.05,
+                     n_record=5, hyper={"beta1": 0.5, "beta2": 0.9})
     assert capsys.readouterr().err == "" and quiet.to_json()["adam_window_ratio"] == pytest.approx(0.04)
     # in that regime Adam is close to the fixed-β limit, far closer than at the large window
     assert max(r["e_W"] for r in quiet.rows) < min(r["e_W"] for r in res.rows)

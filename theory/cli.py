@@ -46,10 +46,10 @@ def _check_output(path: str | None, flag: str) -> None:
     if path is None:
         return
     p = Path(path)
-    if p.is_dir():
-        raise BadInputError(f"{flag} {p} is a directory, expected a file name")
     if len(p.name.encode()) > 255 - 16:  # the atomic writer's temporary name adds up to 16 bytes
         raise BadInputError(f"{flag}: file name too long ({len(p.name.encode())} bytes; at most 239)")
+    if p.is_dir():
+        raise BadInputError(f"{flag} {p} is a directory, expected a file name")
     parent = p.absolute().parent
     if not parent.is_dir():
         raise BadInputError(f"{flag} {p}: folder {parent} does not exist")

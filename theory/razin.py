@@ -422,7 +422,8 @@ def integrate_razin(
         log_level = math.log(level)
 
         def event(t: float, q: np.ndarray) -> float:
-            return math.log(loss_of(flow.matrix(q))) - log_level
+            # ℓ can underflow to 0 (det < 0 runs fit every observed entry): log of the smallest normal
+            return math.log(max(loss_of(flow.matrix(q)), 1e-308)) - log_level
 
         event.__name__ = f"loss_below_{level:g}"
         event.direction = -1.0  # type: ignore[attr-defined]

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="λ values")
     p.add_argument("--eta", type=positive_float, default=1e-3, help="η of the λ sweep")
     p.add_argument("--eta-extra", type=positive_float, default=1e-2, help="second η, at λ = 1e-2")
+    p.add_argument("--no-extra", action="store_true", help="no run at the second η")
     p.add_argument("--seed", type=nonneg_int, default=0, help="problem and initialization seed")
     p.add_argument("--check-every", type=positive_int, default=1000, help="iterations between checks")
     p.add_argument("--quick", action="store_true", help="20×20, rank 2, 160 observed, 2000 iterations")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     problem = synthetic_problem(m, m, r, k, args.seed)
     f0 = init_factors("gaussian", (m, m), 1, 1e-3, args.seed)
-    pairs = runs_of(list(args.lams), args.eta, args.eta_extra, 1e-2)
+    pairs = runs_of(list(args.lams), args.eta, None if args.no_extra else args.eta_extra, 1e-2)
     t0 = time.perf_counter()
     res = train_to_rule([problem] * len(pairs), [f0] * len(pairs), optimizer="adam",
                         lrs=[e for e, _ in pairs], penalty=make_penalty("ratio"),

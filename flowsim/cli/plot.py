@@ -78,6 +78,8 @@ def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[
 
 def _check_output(path: Path) -> None:
     """``--output`` must name a PNG file in an existing, writable folder."""
+    if len(path.name.encode()) > 255 - 16:  # the temporary name adds up to 16 bytes
+        raise BadInputError(f"--output {path}: file name too long")
     if path.is_dir():
         raise BadInputError(f"--output {path} is a directory, expected a PNG file name")
     if path.suffix.lower() != ".png":  # never over a run's data files (run.json, trajectory.npz, ...)
@@ -87,8 +89,6 @@ def _check_output(path: Path) -> None:
         raise BadInputError(f"--output {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInputError(f"--output {path}: folder {parent} is not writable")
-    if len(path.name.encode()) > 255 - 16:
-        raise BadInputError(f"--output {path}: file name too long")
 
 
 def _title(info: dict) -> str:

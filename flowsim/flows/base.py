@@ -93,15 +93,18 @@ def solve_with_arrival(
     """Integrate a flow that arrives at its stationary set in finite time (``docs/math-adam.md``,
     "Finite-time arrival"), in up to two phases recorded in ``extra["phases"]`` and ``extra["events"]``:
 
-    1. the requested solver; an explicit one also watches its step size, and the step staying below
-       ``STALL_FRACTION``·(t_end − t0) for ``STALL_STEPS`` steps is the *arrival* event (the state has
-       reached the set where ∇ → 0 in some entries and the field −g/(|g| + ε) has Jacobian ~ 1/ε there);
-    2. from the arrival on, the implicit ``ARRIVAL_METHOD`` (with the flow's ``jac`` if it has one), which
-       follows the stiff continuation — constant where ∇ = 0, sliding where some entries of ∇ stay at 0 —
-       at steps set by the accuracy, not by the stiffness (HW96).
+    1. the requested solver; an explicit one runs Hairer's stiffness test on every accepted step
+       (``detect_stiffness`` of :func:`flowsim.integrator.integrate`; HNW93 §IV.2), with the step staying
+       below ``STALL_FRACTION``·(t_end − t0) for ``STALL_STEPS`` steps as a fallback. Either ends the phase:
+       the state has reached the set where ∇ → 0 in some entries, where the field −g/(|g| + ε) has a
+       Jacobian ~ 1/ε;
+    2. from there on, the implicit ``ARRIVAL_METHOD`` (with the flow's ``jac`` if it has one), which follows
+       the stiff continuation — constant where ∇ = 0, sliding where some entries of ∇ stay at 0 — at steps
+       set by the accuracy, not by the stiffness (HW96). Above ``DENSE_JACOBIAN_MAX_DIM`` state entries
+       (and without ``jac``) the requested explicit solver goes on at its stability limit instead.
 
-    The event records the time, the loss, the largest entry of the gradient and the explicit step size at
-    the arrival. Budgets (``max_steps``, ``max_wall_time``) cover both phases together.
+    The event records the time, the loss, the largest entry of the gradient and how many entries are at 0
+    (|g| ≤ 1e3·ε). Budgets (``max_steps``, ``max_wall_time``) cover both phases together.
     """
     t_eval = np.asarray(t_eval, dtype=float)
     t0, t_end = float(t_eval[0]), float(t_eval[-1])
@@ -129,27 +132,28 @@ def solve_with_arrival(
              "grad_entries": int(g.size),
              "message": first.message}
     first.extra["events"].append(event)
-    if y_arr.size > DENSE_JACOBIAN_MAX_DIM and jac is None:
-        first.status = "failed"
-        first.message = (f"stiff after a finite-time arrival at t={t_arr:.6g} (loss {event['loss']:.3g}, "
-                         f"max|∇| {event['grad_max_abs']:.3g}); the implicit continuation needs a dense "
-                         f"Jacobian of dimension {y_arr.size}, out of reach")
-        return first
+    dense_ok = y_arr.size <= DENSE_JACOBIAN_MAX_DIM or jac is not None
+    method2 = ARRIVAL_METHOD if dense_ok else method
+    reason = ("stiff after the finite-time arrival" if dense_ok else
+              f"stiff after the finite-time arrival; a dense Jacobian of dimension {y_arr.size} is out of "
+              f"reach, so the explicit solver goes on at its stability limit")
     rest = t_eval[t_eval > t_arr]
     grid = np.concatenate([[t_arr], rest]) if rest.size and rest[0] > t_arr else np.array([t_arr, t_end])
-    second = integrate(flow, y_arr, grid, method=ARRIVAL_METHOD, jac=jac,
+    second = integrate(flow, y_arr, grid, method=method2, jac=jac,
                        max_steps=None if max_steps is None else max(max_steps - first.nsteps, 1),
                        max_wall_time=_remaining(max_wall_time, time.perf_counter() - start),
                        **integrate_kwargs)
-    phases.append({"method": ARRIVAL_METHOD, "t_start": t_arr, "t_end": second.t_last,
+    phases.append({"method": method2, "t_start": t_arr, "t_end": second.t_last,
                    "steps": second.nsteps, "nfev": second.nfev, "njev": second.njev, "ended": second.status,
-                   "reason": "stiff after the finite-time arrival"})
+                   "reason": reason})
     keep = second.t > t_arr  # the arrival time itself is not a saving time
     status, message = second.status, second.message
     if status == "ok":
         message = (f"reached t_end; stiff after a finite-time arrival at t={t_arr:.6g} (loss "
                    f"{event['loss']:.3g}, {event['grad_entries_at_zero']} of {g.size} gradient entries at 0),"
-                   f" continued with {ARRIVAL_METHOD}")
+                   f" continued with {method2}")
+    else:
+        message = f"{message} (phase 2, {method2} from t={t_arr:.6g}: {reason})"
     return IntegrationResult(
         t=np.concatenate([first.t, second.t[keep]]), y=np.concatenate([first.y, second.y[keep]]),
         status=status, message=message, t_last=second.t_last, nfev=first.nfev + second.nfev,

@@ -238,6 +238,11 @@ class FilippovSpectralFlow(Flow):
                 budget["max_wall_time"] = max(1e-3, float(max_wall) - (time.perf_counter() - start))
             self._set_levels(float(self._svd(y)[1][0]))
             sliding = self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
+            if not sliding:  # directions that grew together past the leave level join the active set now
+                sv = self._svd(y)[1]
+                while self.rank < min(self.shape) and sv[self.rank] > self.leave_level:
+                    self.rank += 1
+                    self._record("rank_up", t_cur, self.rank - 1)
             if sliding:
                 # the null block of W is exactly 0 (clears what the integrator's errors left there)
                 y = self._truncate(y.reshape(self.shape), self.rank).ravel()
