@@ -70,6 +70,7 @@ def batched(problem, inits, lr: float, iters: int, device: torch.device, n_recor
         record_iters=rec,
         n_record=n_record or 200,
         progress=False,
+        engine="torch",  # this benchmark measures torch batching; bench_discrete.py measures numba
     )
     assert all(t.status == "ok" for t in trajs)
     if device.type == "cuda":

@@ -6,7 +6,7 @@ Cases (depth 3, t_end = 1e4, rtol 1e-7, atol 1e-10, 200 log-spaced saving times,
 
 * ``default`` — the default problem, 100×100, rank 5, 2000 observed entries;
 * ``small`` — 10×10, rank 2, 50 observed entries;
-* ``ensemble`` — ``--batch`` problems of the small shape (seeds 0…B−1): :func:`flowsim.ensemble.simulate_ensemble`
+* ``ensemble`` — ``--batch`` problems of the small shape (seeds 0…B−1): ``simulate_ensemble``
   against a loop of ``simulate`` calls on the scipy engine (the loop runs over the first ``--loop`` problems
   and is scaled to B, said in the table) and against the per-flow compiled engine.
 

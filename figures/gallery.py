@@ -13,14 +13,10 @@ Horizons and integration budgets (why the runs look as they do):
   then its vector field −g/√(g² + var g) tends to a sign flow with ever faster modes, where an explicit
   solver chatters. These runs use RK45 at rtol 1e-5 with a fixed budget of steps (deterministic) and the
   plots mark with × where a run stopped before its horizon.
-* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ does not vanish as a singular
-  value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the flow
-  slides along σ_i = 0. Gradient flow integrates this as the Filippov (minimal-norm-subgradient) flow with
-  rank-changing events (:mod:`flowsim.flows.filippov`, picked by ``make_flow``), with the gradient-flow
-  settings (DOP853, rtol 1e-7, no budget) and saves from t = 1e-7·t_end, where the early collapse happens.
-  The Adam flows have no such treatment yet: with the penalty their normalized fields are discontinuous at
-  σ_i = 0 and an explicit solver chatters there, so the Adam row keeps RK45 at rtol 1e-5, atol 1e-7 and a
-  budget of 2000 steps, marked × where it stops.
+* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (SPEC §2) does not vanish as a
+  singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
+  flow slides along σ_i = 0 (a subgradient/Filippov solution) where an explicit solver chatters. These runs
+  use RK45 at rtol 1e-5, atol 1e-7 and a budget of 2000 steps, marked × where they stop.
 """
 
 from __future__ import annotations
@@ -90,15 +86,12 @@ def sim_job(s: Setting, flow: str, depth: int, lam: float) -> Job:
         "penalty": "ratio" if lam > 0 else "none", "lam": float(lam), "init": "balanced-gaussian",
         "init_scale": s.init_scale, "init_seed": 0,
     }
-    budgeted = flow != "gf"
+    budgeted = flow != "gf" or (depth == 1 and lam > 0)
     if flow == "gf":
         spec.update(model="end-product", t_end=s.gf_t_end)
     else:
         spec.update(model="layers", t_end=s.depth1_adam_t_end if depth == 1 else s.adam_t_end)
-    if flow == "gf" and depth == 1 and lam > 0:  # the Filippov flow: σ_i reach 0 from t ≈ 1e-7·t_end on
-        spec.update(n_save=s.gf_n_save, t_min=spec["t_end"] * 1e-7, method="DOP853", rtol=1e-7, atol=1e-10,
-                    max_steps=None)
-    elif budgeted and depth == 1:  # the non-smooth depth-1 runs: looser atol, a larger budget, earlier saves
+    if budgeted and depth == 1:  # the non-smooth depth-1 runs: looser atol, a larger budget, earlier saves
         spec.update(n_save=s.n_save_budgeted, t_min=spec["t_end"] * 1e-7, method="RK45", rtol=s.budget_rtol,
                     atol=s.budget_rtol * 1e-2, max_steps=s.depth1_step_budget)
     elif budgeted:
@@ -260,7 +253,6 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
     plt = style.pyplot()
     colors = style.lam_colors(s.depth1_lams)
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.4), constrained_layout=True)
-    any_stop = False
     for row, (flow, name) in enumerate((("gf", "gradient flow"), ("adam-layer", "Adam flow (adam-layer)"))):
         ax_te, ax_er, ax_sp = axes[row]
         for ax in (ax_te, ax_er):
@@ -270,7 +262,6 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
             traj, _ = load(dirs, sim_job(s, flow, 1, lam))
             c = colors[lam]
             stop = _stopped(traj)
-            any_stop |= stop
             label = "λ = 0" if lam == 0 else f"λ = {lam:g}"
             if stop:
                 label += f" (stopped at t = {traj.t[-1]:.2g})"
@@ -288,12 +279,9 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
         for ax in (ax_te, ax_er):
             ax.set_xlabel("t (flow time)" if flow == "gf" else "t = kη (flow time)")
     p = s.problem
-    note = "\ngradient flow: the Filippov (minimal-norm-subgradient) flow, with rank-changing events"
-    if any_stop:
-        note += ("\n×: the Adam flow's solver stopped at its step budget where σᵢ → 0 makes its field "
-                 "discontinuous (see docs/gallery.md)")
     fig.suptitle(rf"Depth N = 1 with the ratio penalty $\lambda\|W\|_*/\|W\|_F$ ({p['m']}×{p['n']}, "
-                 f"rank {p['rank']}, {p['observed']} observed){note}", fontsize=11)
+                 f"rank {p['rank']}, {p['observed']} observed)\n×: the solver stopped at its step budget "
+                 "where σᵢ → 0 makes the penalized field non-smooth (see docs/gallery.md)", fontsize=11)
     return style.save(fig, out, "fig3_depth1_ratio", pdf)
 
 
@@ -493,12 +481,10 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
            "penalty at λ = 1e-4; the Adam flow fits within flow time ≈ 0.3 instead of ≈ 10³ and then turns "
            "into a sign-flow-like system whose integration stops (×) at its step budget."),
     Figure("depth1-ratio", 3, jobs_depth1_ratio, draw_depth1_ratio,
-           "At depth 1 only the penalty can lower the rank. Gradient flow (top row) is integrated as the "
-           "Filippov (minimal-norm-subgradient) flow of ℓ + λ‖W‖_*/‖W‖_F: the penalty drives singular "
-           "values to exactly 0 in finite time, one event at a time, and a direction leaves 0 again when "
-           "the loss gradient on the null block exceeds λ/‖W‖_F; every run reaches t = 10⁴. The Adam flow "
-           "(bottom row) has no such treatment yet and still stops (×) where σᵢ → 0 makes its field "
-           "discontinuous."),
+           "At depth 1 only the penalty can lower the rank: with the ratio penalty at λ ≥ 1e-3 gradient "
+           "flow and the Adam flow collapse W to effective rank ≈ 1 long before the loss is fit, and since "
+           "a singular value then reaches 0 where the penalized field is non-smooth, the integration stops "
+           "there (×); λ = 1e-4 runs to the end and, like λ = 0, leaves the test error at 1."),
     Figure("razin", 4, jobs_razin, draw_razin,
            "The Razin–Cohen 2×2 completion (RC20), depth 3: as ℓ → 0 the unobserved |w₁₁| follows the bound"
            " (1 − δ)²/δ to infinity and ‖W‖·√ℓ tends to ≈ 1/√2 for all five norms, so no norm is being "

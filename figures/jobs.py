@@ -112,7 +112,7 @@ def compute_razin(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         argv.append("--family")
     args = razin_cli.build_parser("flowsim razin").parse_args(argv)
     rc = razin_cli.run(args)
-    if rc == 130:
+    if rc in (130, 143):
         raise KeyboardInterrupt
     info = json.loads((out / "run.json").read_text())
     return {"status": info.get("status"), "message": info.get("message")}

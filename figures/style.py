@@ -11,7 +11,7 @@ import numpy as np
 #: one colour per depth N, used by every figure (colour-blind-safe Okabe–Ito hues)
 DEPTH_COLORS = {1: "#0072B2", 2: "#009E73", 3: "#E69F00", 4: "#D55E00", 5: "#CC79A7"}
 #: verdict colours of the checker chart
-VERDICT_COLORS = {"holds": "#009E73", "approximate": "#E69F00", "fails": "#D55E00"}
+VERDICT_COLORS = {"holds": "#009E73", "approximate": "#E69F00", "fails": "#D55E00", "error": "#7F7F7F"}
 #: the discrete optimizer / flow pairs of the validation figure
 PAIR_COLORS = {"gf": "#0072B2", "gd-modified": "#009E73", "adam-ode": "#CC79A7"}
 

@@ -1,8 +1,9 @@
 """flowsim: gradient-flow dynamics of deep linear networks (deep matrix factorization / completion).
 
-The public API in one place; see README.md and the SPEC for the mathematics.
+The public API in one place; see README.md, and docs/math.md for the mathematics.
 """
 
+from .ensemble import simulate_ensemble
 from .factors import balancedness_residuals, canonical_balanced_factors, end_product
 from .flows import (
     EndProductFlow,
@@ -33,6 +34,6 @@ __all__ = [
     "balancedness_residuals", "canonical_balanced_factors", "effective_rank", "end_product",
     "end_product_kernel", "end_product_velocity", "full_observation_problem", "init_factors", "integrate",
     "layer_gradients", "layerwise_velocity", "load_run", "log_time_grid", "make_flow", "make_penalty",
-    "matrix_metrics", "problem_from_files", "simulate", "singular_value_velocity", "synthetic_problem",
-    "total_gradient", "write_run",
+    "matrix_metrics", "problem_from_files", "simulate", "simulate_ensemble", "singular_value_velocity",
+    "synthetic_problem", "total_gradient", "write_run",
 ]

@@ -1,4 +1,4 @@
-"""Adam-type flows (SPEC §3.4): adam-layer, adam-ode, adam-printed (adam-sign: tests/test_adam_arrival.py)."""
+"""Adam-type flows (docs/math.md §8): adam-layer, adam-ode, adam-printed (adam-sign: test_adam_arrival.py)."""
 
 import numpy as np
 import pytest

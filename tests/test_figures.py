@@ -114,16 +114,3 @@ def test_cli_builds_the_checker_figure(tmp_path):
     records = json.loads(check_json.read_text())
     assert {r["verdict"] for r in records} <= {"holds", "approximate", "fails"}
     assert any(r["id"] == "Z22-EQ7" and r["verdict"] == "fails" for r in records)
-
-
-def test_depth1_penalized_gradient_flow_runs_to_its_horizon_without_a_budget(tmp_path):
-    """Figure 3's gradient-flow row: the Filippov flow, the gradient-flow settings (no step budget), status ok
-    at t_end with its rank-changing events in run.json."""
-    s = replace(TINY, gf_t_end=50.0, gf_n_save=20)
-    job = sim_job(s, "gf", 1, 1e-2)
-    assert job.spec["method"] == "DOP853" and job.spec["max_steps"] is None
-    assert sim_job(s, "adam-layer", 1, 1e-2).spec["max_steps"] == s.depth1_step_budget
-    ensure_jobs([job], tmp_path, workers=1)
-    traj, info = load_run(job.folder(tmp_path))
-    assert traj.status == "ok" and traj.t[-1] == 50.0
-    assert info["stats"]["formulation"] == "filippov" and info["stats"]["event_counts"]["sigma_to_zero"] > 0

@@ -147,3 +147,23 @@ def test_cli_data_option_builds_the_ratings_problem(tmp_path):
     np.testing.assert_array_equal(p.test_mask, ratings_problem(path, 0.2, 2).test_mask)
     with pytest.raises(BadInputError, match="ratings:PATH"):
         problem_from_args(parser.parse_args(["--data", str(path)]))
+
+
+@pytest.mark.parametrize("engine", ["torch", "numba"])
+def test_discrete_runs_report_the_held_out_rmse(tmp_path, engine):
+    """train's recorded test metrics use the held-out ratings, not every unobserved entry (both engines)."""
+    from flowsim.initializations import init_factors
+    from validation.train import train_batched
+
+    if engine == "numba":
+        pytest.importorskip("numba")
+    path = write_synthetic_ratings(tmp_path / "u.data", users=12, items=15, rank=2, seed=1)
+    p = ratings_problem(path, test_fraction=0.2, seed=5)
+    factors = init_factors("gaussian", p.shape, depth=1, scale=1.0, seed=0)
+    (traj,) = train_batched(p, [factors], optimizer="adam", lr=0.01, iters=50, n_record=5, engine=engine)
+    rel, rmse = p.test_errors(traj.W_final)
+    assert traj.test_rmse[-1] == pytest.approx(rmse, rel=1e-10)
+    assert traj.test_error[-1] == pytest.approx(rel, rel=1e-10)
+    # the held-out RMSE differs from the RMSE over all unobserved entries on this problem
+    everything = np.sqrt(np.mean((traj.W_final - p.W_star)[~p.mask] ** 2))
+    assert abs(everything - rmse) > 0.1

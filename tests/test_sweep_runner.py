@@ -10,10 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from child_markers import start_child
 
 from flowsim.sweep import load_config, run_sweep
 from flowsim.sweep.runner import point_dir
@@ -110,68 +110,38 @@ def test_rerun_skips_finished_points(reference, tmp_path):
     assert _rows(copy / "summary.csv") == rows
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _wait_for(pred, timeout: float = 120.0) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_sigkill_the_sweep_then_resume_gives_the_same_summary(reference, tmp_path):
+    """SIGKILL to the sweep and its workers while a worker is inside a point (it is about to write the
+    point's run.json and waits there), then resume: the same summary as an uninterrupted sweep."""
     _, rows = reference
     cfg = _write_config(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen(_sweep_cmd(cfg, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        assert _wait_for(lambda: any(out.glob("points/*/run.json")))
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, mid-way
-        proc.wait()
-    n_done = len(list(out.glob("points/*/run.json")))
-    assert 1 <= n_done
+    with start_child("sweep_stops_in_point.py", tmp_path / "stopped", "sweep", cfg, "--out", out,
+                     "--workers", "2", start_new_session=True) as child:
+        _, run_dir = child.wait_for_marker("inside-point ").split(maxsplit=1)
+        os.killpg(child.proc.pid, signal.SIGKILL)  # the sweep and its workers, mid-point
+        child.finish()
+    assert not (Path(run_dir) / "run.json").exists()  # the stopped point is unfinished
+    assert len(list(out.glob("points/*/run.json"))) < len(rows)
     r = subprocess.run(_sweep_cmd(cfg, out), capture_output=True, text=True, timeout=300)
     assert r.returncode == 3, r.stderr
     assert _rows(out / "summary.csv") == rows
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_killing_a_worker_process_does_not_stop_the_sweep(reference, tmp_path):
+    """SIGKILL to one worker while it is inside a point (about to write the point's run.json): the sweep
+    replaces the worker, reruns the point and ends with the same summary as an uninterrupted sweep."""
     _, rows = reference
     cfg = _write_config(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen(_sweep_cmd(cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def workers() -> list[int]:
-        return [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
-
-    assert _wait_for(lambda: len(workers()) >= 1 and proc.poll() is None)
-    time.sleep(0.5)
-    victims = workers()
-    if victims:
-        os.kill(victims[0], signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 3, stderr
+    with start_child("sweep_stops_in_point.py", tmp_path / "stopped", "sweep", cfg, "--out", out,
+                     "--workers", "2") as child:
+        pid, run_dir = child.wait_for_marker("inside-point ").split(maxsplit=1)
+        assert not (Path(run_dir) / "run.json").exists()
+        os.kill(int(pid), signal.SIGKILL)
+        code, err = child.finish()
+    assert code == 3, err
+    assert (Path(run_dir) / "run.json").is_file()  # the killed point was run again
     assert _rows(out / "summary.csv") == rows
 
 

@@ -133,7 +133,9 @@ class BatchedProblems:
         D = self.W_star - safe
         R = self.mask * D
         loss = self.coef[:, 0, 0] * (R * R).sum(dim=(1, 2))
-        test = 1 - self.mask
+        # the test set: Ωᶜ, or the held-out entries of data without a ground truth (ratings)
+        test = torch.as_tensor(np.stack([p.test_set for p in self.problems]).astype(float),
+                               dtype=W.dtype, device=W.device)
         n_test = test.sum(dim=(1, 2))
         num = torch.sqrt(((test * D) ** 2).sum(dim=(1, 2)))
         den = torch.sqrt(((test * self.W_star) ** 2).sum(dim=(1, 2)))

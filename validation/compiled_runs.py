@@ -25,6 +25,9 @@ from .optimizers import BatchedOptimizer
 ENGINES = ("auto", "torch", "numba")
 #: widest layer for which ``engine="auto"`` picks numba (measured in bench/bench_discrete.py)
 AUTO_MAX_DIM = 512
+#: with a penalty the kernel's SVD dominates; measured at 100×100 (ratio penalty, batch 1) the numba step
+#: was 5–35× slower than torch's, at 30×30 4–8× faster: auto keeps torch above this width
+AUTO_MAX_DIM_PENALTY = 32
 
 _OPT_CODES = {"gd": ck.GD, "adam": ck.ADAM, "adagrad": ck.ADAGRAD, "adamax": ck.ADAMAX, "rmsprop": ck.RMSPROP}
 _HYPER_COLUMNS = {
@@ -87,6 +90,9 @@ def choose_engine(
         return "numba", "requested"
     if max(dims) > AUTO_MAX_DIM:
         blockers.append(f"layers wider than {AUTO_MAX_DIM} (torch's threaded BLAS wins)")
+    elif problems.has_penalty and max(dims) > AUTO_MAX_DIM_PENALTY:
+        blockers.append(f"a penalty on layers wider than {AUTO_MAX_DIM_PENALTY} (the per-step SVD is "
+                        "faster in torch there)")
     return ("torch", "auto: " + "; ".join(blockers)) if blockers else ("numba", "auto: CPU float64 problem")
 
 

@@ -1,4 +1,5 @@
-"""Discrete full-batch training of the layer factors (torch or numba engine), B runs at once (SPEC §5).
+"""Discrete full-batch training of the layer factors (torch or numba engine), B runs at once
+(docs/math.md §11).
 
 Each run k-th iterate W_j^{(k)} is mapped to the flow time t_k = kη (SPEC §5). Metrics (SPEC §1.3) are
 recorded on a log-spaced iteration grid only (one batched SVD per recorded iteration, none in between),

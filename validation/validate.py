@@ -106,7 +106,7 @@ def scaled_hyper(
 def adam_window_ratio(lr_max: float, beta2: float, t_end: float) -> float:
     """(η_max/(1 − β₂))/T: the second-moment window of discrete Adam at the largest step size as a fraction
     of the horizon. With fixed β the fixed-β limit (adam-sign) and the order-1 convergence to the BB21 ODE
-    (adam-ode) are reached only once it is ≪ 1 (``docs/math-adam.md``, "Validation reads")."""
+    (adam-ode) are reached only once it is ≪ 1 (``docs/math.md``, "Validation reads")."""
     return lr_max / (1.0 - beta2) / t_end
 
 
@@ -305,6 +305,7 @@ def validate(
             "recorded": len(disc),
             "discrete_status": disc.status,
             "discrete_message": disc.message,
+            "engine": disc.stats.get("engine"),
         }
         if flow_traj is not None:
             detail.update(

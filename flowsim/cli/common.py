@@ -315,7 +315,7 @@ def write_results(out: Path, traj: Any, *, command: str, params: dict[str, Any],
 
 
 def exit_code_for(status: str) -> int:
-    """0 for ok, 3 for diverged/failed, 130 for interrupted by SIGINT and 143 by SIGTERM (SPEC §7)."""
+    """0 for ok, 3 for diverged/failed, 130 for interrupted by SIGINT and 143 by SIGTERM."""
     from .interrupts import exit_code
 
     return {"ok": EXIT_OK, "interrupted": exit_code()}.get(status, EXIT_RUN_FAILED)

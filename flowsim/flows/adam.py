@@ -8,11 +8,11 @@ flow, and the Adam ODE with moment states (BB21).
 * ``adam-ode`` (:class:`AdamODEFlow`, SPEC §3.4(c)): layer, first- and second-moment states; the faithful
   continuous model of discrete Adam at step size η.
 * ``adam-sign`` (:class:`AdamSignFlow`): layer state; Ẇ_j = −g_j/(|g_j| + ε), the limit of discrete Adam
-  with β₁, β₂ fixed and η → 0 (BB21; ``docs/math-adam.md``, "The fixed-β limit").
+  with β₁, β₂ fixed and η → 0 (BB21; ``docs/math.md``, "The fixed-β limit").
 
 ``adam-printed``, ``adam-layer`` and ``adam-sign`` move at speed O(1) however small ∇ℓ is, so they reach the
 stationary set in finite time; they integrate through :func:`flowsim.flows.base.solve_with_arrival`
-(``docs/math-adam.md``, "Finite-time arrival").
+(``docs/math.md``, "Finite-time arrival").
 
 The ε of S_j (adam-printed, adam-layer) is Adam's ε (default 1e-8), entering as
 S_j = (∇^{⊙2} + s_j² + ε²)^{⊙−1/2} (see :mod:`flowsim.flows.variance`).
@@ -126,12 +126,12 @@ class AdamLayerFlow(_LayerStateFlow, ArrivalFlow):
 
 def sign_velocity(g: np.ndarray, eps: float) -> np.ndarray:
     """Ẇ = −g/(|g| + ε) entry-wise: Adam's update direction m̂/(√v̂ + ε) with m̂ = g and v̂ = g⊙g, i.e. the
-    fixed-β, η → 0 limit of Adam (BB21; ``docs/math-adam.md``, "The fixed-β limit")."""
+    fixed-β, η → 0 limit of Adam (BB21; ``docs/math.md``, "The fixed-β limit")."""
     return -g / (np.abs(g) + eps)
 
 
-class AdamSignFlow(_LayerStateFlow, ArrivalFlow):
-    """The fixed-β limit of discrete Adam (BB21; ``docs/math-adam.md``, "The fixed-β limit"), per layer:
+class AdamSignFlow(AdamLayerFlow):
+    """The fixed-β limit of discrete Adam (BB21; ``docs/math.md``, "The fixed-β limit"), per layer:
 
         Ẇ_j = −g_j/(|g_j| + ε),  g_j = ∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ.
 
@@ -143,26 +143,8 @@ class AdamSignFlow(_LayerStateFlow, ArrivalFlow):
 
     name = "adam-sign"
 
-    def __init__(
-        self,
-        problem: CompletionProblem,
-        depth: int,
-        penalty: Penalty | None = None,
-        lam: float = 0.0,
-        eps: float = DEFAULT_ADAM_EPS,
-    ):
-        super().__init__(problem, depth, penalty, lam)
-        _check_adam(1.0, 0.0, 0.0, eps)
-        self.eps = float(eps)
-
-    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
-        return self._set_packer(factors).pack(factors)
-
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         return sign_velocity(self.arrival_gradient(y), self.eps)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "eps": self.eps}
 
 
 class AdamODEFlow(_LayerStateFlow):
@@ -256,7 +238,7 @@ class AdamPrintedFlow(ArrivalFlow):
     with X = ∇ℓ (Theorem 1, λ = 0), X = ∇ℓ + λ·(UVᵀ − UΣ̃Vᵀ)/‖W‖_F² (Theorem 3, ratio penalty, the printed
     penalty term of Eq. 8), and, as flowsim's extension for the other penalties, X = ∇ℓ + λ∇R (exact).
     S_j is computed from the layer gradients ∇_{W_j}(ℓ + λR) of the canonical balanced factorization of W
-    (W_1 = Σ^{1/N}Vᵀ, W_j = Σ^{1/N}, W_N = UΣ^{1/N}; SPEC §0) with the sign rule of
+    (W_1 = Σ^{1/N}Vᵀ, W_j = Σ^{1/N}, W_N = UΣ^{1/N}; docs/math.md §1) with the sign rule of
     :func:`flowsim.flows.printed.signed_svd`, so the field is a function of W alone. ``convention`` is the
     vec convention of the printed Kronecker products (``row-major`` reduces to Eq. 4 when G_j = I). Needs a
     square W for N ≥ 2 (G_j = diag(vec S_j) acts on vec ∇ℓ only when every layer has m·n entries). State: W

@@ -90,7 +90,7 @@ def solve_with_arrival(
     flow: ArrivalFlow, y0: np.ndarray, t_eval: np.ndarray, *, method: str = "DOP853",
     max_steps: int | None = None, max_wall_time: float | None = None, **integrate_kwargs: Any,
 ) -> IntegrationResult:
-    """Integrate a flow that arrives at its stationary set in finite time (``docs/math-adam.md``,
+    """Integrate a flow that arrives at its stationary set in finite time (``docs/math.md``,
     "Finite-time arrival"), in up to two phases recorded in ``extra["phases"]`` and ``extra["events"]``:
 
     1. the requested solver; an explicit one runs Hairer's stiffness test on every accepted step
