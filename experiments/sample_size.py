@@ -96,17 +96,6 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return out
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    from flowsim.io import atomic_write_bytes
-
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
-
-
 def plot(agg: list[dict], path: Path, title: str) -> Path:
     """Two panels (test error, erank) against k: the mean over seeds, and a band from the smallest to the
     largest value over the seeds (a ± std band would cross zero on the log axis)."""
@@ -146,6 +135,7 @@ def plot(agg: list[dict], path: Path, title: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
     from flowsim.errors import BadInputError
+    from flowsim.io import atomic_write_csv
     from flowsim.sweep import load_config, run_sweep
     from flowsim.sweep.runner import point_dir
 
@@ -171,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(out / "results.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         agg = aggregate(rows)
-        write_csv(out / "aggregate.csv", agg)
+        atomic_write_csv(out / "aggregate.csv", agg)
         print(plot(agg, out / "sample_size.png", title))
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -206,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows += list(pool.map(baseline_point, *zip(*jobs)))
     t_base = time.perf_counter() - t1
-    write_csv(out / "results.csv", rows)
+    atomic_write_csv(out / "results.csv", rows)
     agg = aggregate(rows)
-    write_csv(out / "aggregate.csv", agg)
+    atomic_write_csv(out / "aggregate.csv", agg)
     png = plot(agg, out / "sample_size.png", title)
     print(f"sweep        {outcome.n_points} points, {outcome.skipped} already finished, {t_sweep:.0f} s")
     print(f"baselines    {len(jobs)} fits ({', '.join(methods)}), {t_base:.0f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -9,7 +10,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically; NaN/inf become strings."""
     text = json.dumps(_finite_or_str(obj), indent=2, default=_json_default, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows (dicts) as CSV, columns in first-seen order, written atomically."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:

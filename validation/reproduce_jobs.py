@@ -11,8 +11,6 @@ overrides any of them (merged key by key).
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import math
 import os
 import time
@@ -26,7 +24,7 @@ import numpy as np
 
 from flowsim.errors import BadInputError
 from flowsim.initializations import init_factors
-from flowsim.io import atomic_write_bytes, atomic_write_json, read_json
+from flowsim.io import atomic_write_json, read_json
 from flowsim.penalties import make_penalty
 from flowsim.problems import CompletionProblem, synthetic_problem
 from flowsim.ratings import ratings_problem
@@ -219,16 +217,6 @@ def with_verdicts(records: Sequence[dict[str, Any]], published: dict[tuple, tupl
         rows.append({**c, "lam": rec["lam"], "paper_err": p_err, "paper_rank": p_rank, **s, "verdict": v,
                      "wall_time_s": round(float(rec["wall_time_s"]), 1)})
     return rows
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows (dicts) as CSV, columns in first-seen order, written atomically."""
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def measure_step_cost(

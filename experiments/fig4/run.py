@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowsim.cli.common import make_parser, positive_int
     from flowsim.errors import BadInputError
-    from flowsim.io import atomic_write_json, command_line, package_versions
-    from validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs, write_csv
+    from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
+    from validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs
 
     p = make_parser("python experiments/fig4/run.py", "Zhao22 Fig. 4 at the paper's size.")
     p.add_argument("--out", required=True, help="output folder (resumable)")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replot:
         with open(out / "results.csv", newline="") as fh:
             agg = ss.aggregate(list(csv.DictReader(fh)))
-        write_csv(out / "aggregate.csv", agg)
+        atomic_write_csv(out / "aggregate.csv", agg)
         print(ss.plot(agg, out / "fig4.png", title))
         return 0
     ks = [int(k) for k in f4["observed"]]
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             if base_cells else [])
     t_base = time.perf_counter() - t0 - t_trained
     rows = trained_rows(records) + [b["row"] for b in base]
-    write_csv(out / "results.csv", rows)
+    atomic_write_csv(out / "results.csv", rows)
     agg = ss.aggregate(rows)
-    write_csv(out / "aggregate.csv", agg)
+    atomic_write_csv(out / "aggregate.csv", agg)
     png = ss.plot(agg, out / "fig4.png", title)
     atomic_write_json(out / "run.json", {
         "command": "experiments/fig4/run.py", "argv": command_line(), "protocol": proto, "baselines": methods,

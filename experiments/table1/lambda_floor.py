@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, nonneg_int, positive_float, positive_int
     from flowsim.errors import BadInputError
     from flowsim.initializations import init_factors
-    from flowsim.io import atomic_write_json, command_line, package_versions
+    from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
     from flowsim.penalties import make_penalty
     from validation.reproduce import StoppingRule, subspace_refit, train_to_rule
-    from validation.reproduce_jobs import experiment_dir, write_csv
+    from validation.reproduce_jobs import experiment_dir
 
     p = make_parser("python experiments/table1/lambda_floor.py", "λ-floor of depth 1 + Adam + ratio.")
     p.add_argument("--out", required=True, help="output folder")
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             hist_rows.append({"eta": eta, "lam": lam, "iteration": kk, "objective": o.history["objective"][i],
                               "loss": o.history["loss"][i], "test_error": o.history["test_error"][i]})
         histories.append((f"η={eta:g}, λ={lam:g}", o.history))
-    write_csv(out / "summary.csv", summary)
-    write_csv(out / "history.csv", hist_rows)
+    atomic_write_csv(out / "summary.csv", summary)
+    atomic_write_csv(out / "history.csv", hist_rows)
     plot(histories, out / "lambda_floor.png",
          f"depth 1 + Adam + ratio, {m}×{m} rank {r}, {k} observed, seed {args.seed}")
     atomic_write_json(out / "run.json", {

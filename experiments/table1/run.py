@@ -111,7 +111,13 @@ def estimate(proto: dict, cells: list[dict], workers: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
     from flowsim.errors import BadInputError
-    from flowsim.io import atomic_write_bytes, atomic_write_json, command_line, package_versions
+    from flowsim.io import (
+        atomic_write_bytes,
+        atomic_write_csv,
+        atomic_write_json,
+        command_line,
+        package_versions,
+    )
     from validation.reproduce import StoppingRule
     from validation.reproduce_jobs import (
         cell_job,
@@ -119,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         rule_from,
         run_jobs,
         with_verdicts,
-        write_csv,
     )
 
     p = make_parser("python experiments/table1/run.py", "Zhao22 Table 1 reproduction with verdicts.")
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     records = run_jobs(cells, cell_job, proto, out, workers=args.workers)
     wall = time.perf_counter() - t0
     rows = with_verdicts(records, published)
-    write_csv(out / "results.csv", rows)
+    atomic_write_csv(out / "results.csv", rows)
     cell_wall = sum(float(r["wall_time_s"]) for r in records)
     atomic_write_bytes(out / "table1.md", render_markdown(rows, proto, cell_wall).encode())
     rule: StoppingRule = rule_from(proto["stopping"])

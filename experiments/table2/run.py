@@ -71,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         size_arg,
     )
     from flowsim.errors import BadInputError
-    from flowsim.io import atomic_write_bytes, atomic_write_json, command_line, package_versions
+    from flowsim.io import (
+        atomic_write_bytes,
+        atomic_write_csv,
+        atomic_write_json,
+        command_line,
+        package_versions,
+    )
     from flowsim.ratings import load_ratings, top_block, write_synthetic_ratings
-    from validation.reproduce_jobs import cell_job, experiment_dir, run_jobs, write_csv
+    from validation.reproduce_jobs import cell_job, experiment_dir, run_jobs
 
     p = make_parser("python experiments/table2/run.py", "Zhao22 Table 2 on a ratings file.")
     p.add_argument("--data", default=None, help="ratings file (MovieLens u.data or CSV/TSV triplets)")
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     split_col = {0.1: 0, 0.2: 1}.get(round(args.test_fraction, 6), -1)
     for r in rows:
         r["paper_rmse"] = PUBLISHED[(r["optimizer"], r["penalty"])][split_col] if split_col >= 0 else None
-    write_csv(out / "results.csv", rows)
+    atomic_write_csv(out / "results.csv", rows)
     atomic_write_bytes(out / "table2.md", render(rows, proto, split_col).encode())
     atomic_write_json(out / "run.json", {
         "command": "experiments/table2/run.py", "argv": command_line(), "protocol": proto,
