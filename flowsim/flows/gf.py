@@ -114,18 +114,18 @@ class LayerwiseFlow(Flow):
 
     def engine_for(self, size: int, method: str = "DOP853", **integrate_kwargs: Any) -> str:
         """The engine :meth:`solve` uses for a state of ``size`` entries (see the class docstring)."""
+        wanted = self.engine == "numba" or (
+            self.engine == "auto" and AUTO_PICKS_NUMBA and size <= AUTO_MAX_STATE)
+        if not wanted:  # decided without importing numba (large states, engine "scipy")
+            return "scipy"
         compilable = (method == "DOP853" and numba_available() and self._compiled_penalty()
                       and all(k in COMPILED_KWARGS for k, v in integrate_kwargs.items() if v is not None))
         # the compiled field reproduces LayerwiseFlow.__call__: a subclass or a replaced field runs on scipy
         compilable = compilable and type(self).__call__ is _LAYERWISE_FIELD
-        if self.engine == "numba":
-            if not compilable:
-                raise BadInputError("engine 'numba' needs numba installed, method DOP853, a none/ratio/"
-                                    "nuclear/schatten penalty and no events or Jacobian")
-            return "numba"
-        if self.engine == "auto" and AUTO_PICKS_NUMBA and compilable and size <= AUTO_MAX_STATE:
-            return "numba"
-        return "scipy"
+        if self.engine == "numba" and not compilable:
+            raise BadInputError("engine 'numba' needs numba installed, method DOP853, a none/ratio/"
+                                "nuclear/schatten penalty and no events or Jacobian")
+        return "numba" if compilable else "scipy"
 
     def _compiled_penalty(self) -> bool:
         from ..compiled.field import penalty_vector
