@@ -24,7 +24,7 @@ import torch
 
 from flowsim.initializations import init_factors
 from flowsim.problems import synthetic_problem
-from validation import train_batched
+from flowsim.validation import train_batched
 
 
 def baseline(problem, inits, lr: float, iters: int, device: torch.device) -> float:

@@ -3,7 +3,8 @@
     python bench/bench_discrete.py [--sizes 10,100] [--depth 3] [--rounds 5] [--optimizers gd,adam,...]
                                    [--validate] [--torch-max-iters 50000] [--no-compile]
 
-1. Per-step cost of :func:`validation.train.train` with ``engine="torch"`` and ``engine="numba"`` for each
+1. Per-step cost of :func:`flowsim.validation.train.train` with ``engine="torch"`` and ``engine="numba"`` for
+each
    optimizer on an m×m completion problem (rank 2, 60 % observed for m = 10, the paper's 100×100 with
    3000 observed entries), depth ``--depth``, in interleaved rounds (torch, numba, torch, …); each call
    runs enough iterations to last ~0.2 s, recording only the end points. Ratios of the minima and of the
@@ -32,8 +33,8 @@ import numpy as np
 
 from flowsim.initializations import init_factors
 from flowsim.problems import synthetic_problem
-from validation.optimizers import OPTIMIZER_NAMES
-from validation.train import record_iterations, train
+from flowsim.validation.optimizers import OPTIMIZER_NAMES
+from flowsim.validation.train import record_iterations, train
 
 LRS = {"gd": 0.01, "adam": 1e-3, "adagrad": 0.01, "adamax": 1e-3, "rmsprop": 1e-4}
 OBSERVED = {10: 60, 100: 3000}
@@ -93,7 +94,7 @@ import time
 t0 = time.perf_counter()
 from flowsim.initializations import init_factors
 from flowsim.problems import synthetic_problem
-from validation.train import train
+from flowsim.validation.train import train
 t1 = time.perf_counter()
 p = synthetic_problem(10, 10, 2, 60, seed=0)
 train(p, init_factors("gaussian", p.shape, 3, 1.0, seed=1), optimizer="adam", lr=1e-3, iters=2,
@@ -117,7 +118,7 @@ def first_call_table() -> str:
 
 def validate_table(torch_max_iters: int) -> str:
     from flowsim.cli.common import factors_from_args, problem_from_args
-    from validation.cli_validate import build_parser
+    from flowsim.validation.cli_validate import build_parser
 
     args = build_parser("flowsim validate").parse_args(
         "--size 10 --rank 2 --observed 60 --depth 3 --init-scale 1 --seed 0 --optimizer adam "
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the first-call (compile) measurement")
     a = ap.parse_args(argv)
     _common.set_torch_threads()
-    print(_common.header("Discrete training: torch engine vs numba engine (validation.train)"), flush=True)
+    print(_common.header("Discrete training: torch engine vs numba engine (flowsim.validation.train)"),
+          flush=True)
     if not a.no_compile:
         print("\n" + first_call_table(), flush=True)
     sizes = [int(x) for x in a.sizes.split(",") if x]

@@ -5,9 +5,9 @@
 
 Both start from the same balanced factors (scale 1e-5, det > 0; RC20's setting). Timed:
 
-* flow: :func:`theory.razin.run_razin` (the chart state with LSODA and its explicit Jacobian) until
+* flow: :func:`flowsim.theory.razin.run_razin` (the chart state with LSODA and its explicit Jacobian) until
   ℓ < ``--stop-loss``;
-* GD: :func:`theory.razin_gd.run_gd` with η = 3e-3 (RC20) until ℓ < ``--stop-loss``, per engine
+* GD: :func:`flowsim.theory.razin_gd.run_gd` with η = 3e-3 (RC20) until ℓ < ``--stop-loss``, per engine
   (``numba``: compiled scalar loop, compile time excluded; ``python``: the same loop interpreted, capped at
   ``--python-max-iter`` iterations and extrapolated linearly to the iteration count numba needed).
 
@@ -21,8 +21,8 @@ import argparse
 
 import _common  # before numpy: pins the BLAS threads
 
-from theory.razin import RazinData, initial_factors, integrate_razin, make_razin_flow
-from theory.razin_gd import run_gd
+from flowsim.theory.razin import RazinData, initial_factors, integrate_razin, make_razin_flow
+from flowsim.theory.razin_gd import run_gd
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,7 @@ def baseline_point(method: str, m: int, n: int, rank: int, k: int, seed: int) ->
     """One baseline fit on the problem of (m, n, rank, k, seed): test error and erank of the completion."""
     from flowsim import synthetic_problem
     from flowsim.metrics import effective_rank
-    from validation.baselines import min_nuclear_norm, soft_impute_cv
+    from flowsim.validation.baselines import min_nuclear_norm, soft_impute_cv
 
     problem = synthetic_problem(m, n, rank, k, seed)
     start = time.perf_counter()

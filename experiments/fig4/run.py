@@ -6,10 +6,10 @@ paper's size (configs/fig4.toml), with bands over seeds.
     python experiments/fig4/run.py --out runs/fig4 --replot            # redo the aggregate and the figure
 
 Methods: depth 1 + Adam + ratio penalty and depth 3 + GD, each at the η chosen per seed and k on 10 % of
-the observed entries (:func:`validation.reproduce.reproduce_cell`, the stopping rule of the protocol); the
-minimum-nuclear-norm completion (cvxpy + SCS, ``flowsim[baselines]``; skipped with a note without cvxpy)
-and SoftImpute with λ chosen on 10 % of the observed entries (experiments/sample_size.py). The same seed
-gives the same W* and Ω for every method.
+the observed entries (:func:`flowsim.validation.reproduce.reproduce_cell`, the stopping rule of the
+protocol); the minimum-nuclear-norm completion (cvxpy + SCS, ``flowsim[baselines]``; skipped with a note
+without cvxpy) and SoftImpute with λ chosen on 10 % of the observed entries (experiments/sample_size.py). The
+same seed gives the same W* and Ω for every method.
 
 Writes into OUT: ``cells/*.json`` (trained methods, resumable), ``baselines/*.json``, ``results.csv`` (one
 row per method × k × seed), ``aggregate.csv`` (mean, std, min, max over seeds), ``fig4.png`` (line = mean,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
     from flowsim.errors import BadInputError
     from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
-    from validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs
+    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs
 
     p = make_parser("python experiments/fig4/run.py", "Zhao22 Fig. 4 at the paper's size.")
     p.add_argument("--out", required=True, help="output folder (resumable)")

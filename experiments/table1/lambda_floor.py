@@ -4,7 +4,7 @@ The penalized objective F(W) = ℓ(W) + λ‖W‖_*/‖W‖_F has its minimizer 
 (2c/|Ω|) P_Ω(W − W*) = −λ∇R(W), so the residual on Ω, and with it the test error, is of order λ (a floor
 that no number of iterations removes). The remedy offered here is the S-step of OptSpace (KMO10): keep the
 learned singular subspaces and refit the r×r core by least squares on Ω without the penalty
-(:func:`validation.reproduce.subspace_refit`); both numbers are reported.
+(:func:`flowsim.validation.reproduce.subspace_refit`); both numbers are reported.
 
 Runs (one batch): η = 1e-3 at every λ of ``--lams``, and η = 1e-2 at λ = 1e-2 (the η-dependence).
 
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from flowsim.initializations import init_factors
     from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
     from flowsim.penalties import make_penalty
-    from validation.reproduce import StoppingRule, subspace_refit, train_to_rule
-    from validation.reproduce_jobs import experiment_dir
+    from flowsim.validation.reproduce import StoppingRule, subspace_refit, train_to_rule
+    from flowsim.validation.reproduce_jobs import experiment_dir
 
     p = make_parser("python experiments/table1/lambda_floor.py", "λ-floor of depth 1 + Adam + ratio.")
     p.add_argument("--out", required=True, help="output folder")

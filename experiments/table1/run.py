@@ -83,7 +83,7 @@ def render_markdown(rows: list[dict], proto: dict, wall_s: float | None) -> str:
 def estimate(proto: dict, cells: list[dict], workers: int) -> str:
     """Measured per-iteration costs of the batches the protocol runs, and the wall time they imply when every
     run goes to its budget (an upper bound: the stopping rule ends runs earlier)."""
-    from validation.reproduce_jobs import measure_step_cost, rule_from
+    from flowsim.validation.reproduce_jobs import measure_step_cost, rule_from
 
     m = int(proto["problem"]["size"])
     S = len(proto["protocol"]["seeds"])
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         command_line,
         package_versions,
     )
-    from validation.reproduce import StoppingRule
-    from validation.reproduce_jobs import (
+    from flowsim.validation.reproduce import StoppingRule
+    from flowsim.validation.reproduce_jobs import (
         cell_job,
         load_protocol,
         rule_from,
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.out is None:
             raise BadInputError("--out is required")
-        from validation.reproduce_jobs import experiment_dir
+        from flowsim.validation.reproduce_jobs import experiment_dir
 
         out = experiment_dir(args.out)
     except BadInputError as exc:

@@ -29,7 +29,7 @@ LABELS = {("gd", "none"): "GD", ("gd", "ratio"): "GD + penalty", ("adam", "none"
 
 
 def protocol(args) -> dict:
-    """The protocol dict of :mod:`validation.reproduce_jobs` for a ratings file."""
+    """The protocol dict of :mod:`flowsim.validation.reproduce_jobs` for a ratings file."""
     block = list(args.block) if args.block else None
     return {
         "variant": "quick" if args.quick else "full",
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         package_versions,
     )
     from flowsim.ratings import load_ratings, top_block, write_synthetic_ratings
-    from validation.reproduce_jobs import cell_job, experiment_dir, run_jobs
+    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, run_jobs
 
     p = make_parser("python experiments/table2/run.py", "Zhao22 Table 2 on a ratings file.")
     p.add_argument("--data", default=None, help="ratings file (MovieLens u.data or CSV/TSV triplets)")

@@ -14,13 +14,13 @@ from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("flowsim.cli.simulate", "integrate a continuous-time model (gradient flow, Adam flows)"),
-    "train": ("validation.cli_train", "discrete run (GD/Adam/...) of the layer factors in torch"),
-    "validate": ("validation.cli_validate", "compare a flow with discrete runs over step sizes"),
-    "razin": ("theory.razin_cli", "Razin–Cohen 2×2 counterexample with checks C1–C8"),
-    "check": ("theory.cli", "check published theorem statements numerically"),
+    "train": ("flowsim.validation.cli_train", "discrete run (GD/Adam/...) of the layer factors in torch"),
+    "validate": ("flowsim.validation.cli_validate", "compare a flow with discrete runs over step sizes"),
+    "razin": ("flowsim.theory.razin_cli", "Razin–Cohen 2×2 counterexample with checks C1–C8"),
+    "check": ("flowsim.theory.cli", "check published theorem statements numerically"),
     "plot": ("flowsim.cli.plot", "plot a run directory"),
     "sweep": ("flowsim.sweep.cli", "run a parameter grid (local processes or Dask)"),
-    "figures": ("figures.cli", "regenerate the README gallery"),
+    "figures": ("flowsim.figures.cli", "regenerate the README gallery"),
 }
 
 

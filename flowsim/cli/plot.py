@@ -12,8 +12,8 @@ from .common import make_parser
 
 #: commands whose runs have extra plots: command -> "module:function(run_dir) -> list of paths"
 EXTRA_PLOTTERS = {
-    "razin": "theory.razin_plots:plot_run",
-    "validate": "validation.plots:plot_run",
+    "razin": "flowsim.theory.razin_plots:plot_run",
+    "validate": "flowsim.validation.plots:plot_run",
 }
 
 

@@ -3,7 +3,7 @@
 Points of ``flowsim train`` that share everything that fixes the tensor shapes and the update rule (problem
 size, depth, optimizer and its hyper-parameters, penalty, iteration budget, recording grid, dtype, device)
 and differ only in per-run quantities (seeds, observed count, rank, init, λ, η) are trained together with
-``validation.train.train_batched``; each point still gets its own run directory with the same
+``flowsim.validation.train.train_batched``; each point still gets its own run directory with the same
 ``run.json``/``trajectory.npz`` contract as ``flowsim train``. Batched points write no ``trajectory.png``
 (``flowsim plot DIR`` draws it on demand).
 
@@ -30,8 +30,8 @@ DEFAULT_BATCH_SIZE = 8
 def batched_train_available() -> bool:
     """True when the validation package provides ``train_batched`` and the ``train`` command."""
     try:
-        importlib.import_module("validation.cli_train")
-        return hasattr(importlib.import_module("validation.train"), "train_batched")
+        importlib.import_module("flowsim.validation.cli_train")
+        return hasattr(importlib.import_module("flowsim.validation.train"), "train_batched")
     except ImportError:
         return False
 
@@ -57,13 +57,13 @@ def group_points(points: Sequence[Point], batch_size: int) -> list[list[Point]]:
 
 def run_train_batch(items: list[tuple[str, list[str], dict, str]], write: list[bool]) -> list[dict[str, Any]]:
     """Train the points ``items`` (command, argv, params, run_dir) together; write the run directories of
-    the points with ``write[i]`` true. Mirrors ``flowsim train``'s ``run`` (validation.cli_train) except
-    the plot. Falls back to one-by-one runs when the batch cannot be formed."""
+    the points with ``write[i]`` true. Mirrors ``flowsim train``'s ``run`` (flowsim.validation.cli_train)
+    except the plot. Falls back to one-by-one runs when the batch cannot be formed."""
     from pathlib import Path
 
-    from validation import cli_train
-    from validation.batched import resolve_device, resolve_dtype
-    from validation.train import record_iterations, train_batched
+    from flowsim.validation import cli_train
+    from flowsim.validation.batched import resolve_device, resolve_dtype
+    from flowsim.validation.train import record_iterations, train_batched
 
     from ..cli.common import (
         factors_from_args,

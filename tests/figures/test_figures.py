@@ -1,0 +1,116 @@
+"""``flowsim figures``: one small figure end to end, the run cache, and bad input."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from flowsim import EndProductFlow, init_factors, simulate, synthetic_problem
+from flowsim.cli import main
+from flowsim.errors import BadInputError
+from flowsim.figures.gallery import FIGURES, PREVIEW, draw_gf_depths, jobs_gf_depths, select, sim_job
+from flowsim.figures.jobs import JOB_JSON, Job, ensure_jobs, is_done
+from flowsim.trajectory import load_run
+
+TINY = replace(
+    PREVIEW, name="tiny",
+    problem={"m": 8, "n": 8, "rank": 2, "observed": 40, "seed": 0, "reduction": "mean", "scale": 1.0},
+    depths=(1, 2, 3), gf_t_end=500.0, gf_n_save=30,
+)
+
+
+def _png_size(path):
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_gf_depths_figure_end_to_end_and_cache(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    jobs = jobs_gf_depths(TINY)
+    rep = ensure_jobs(jobs, data, workers=1)
+    assert len(rep.computed) == 3 and not rep.failed and not rep.reused
+    dirs = {j.label: j.folder(data) for j in jobs}
+    for j in jobs:
+        traj, info = load_run(dirs[j.label])
+        assert info["status"] == "ok" and info["params"]["depth"] == j.spec["depth"]
+        assert traj.t[0] == 0 and traj.t[-1] == pytest.approx(TINY.gf_t_end)
+        assert np.linalg.matrix_rank(traj.W_star) == 2
+    # the cached run is exactly the direct API call with the same inputs (same seed, same numbers)
+    j = jobs[1]
+    problem = synthetic_problem(8, 8, 2, 40, seed=0)
+    factors = init_factors("balanced-gaussian", problem.shape, 2, TINY.init_scale, seed=0)
+    direct = simulate(EndProductFlow(problem, 2), factors, TINY.gf_t_end, n_save=TINY.gf_n_save,
+                      t_min=TINY.gf_t_end * 1e-5)
+    cached, _ = load_run(dirs[j.label])
+    np.testing.assert_array_equal(cached.sigma, direct.sigma)
+    np.testing.assert_array_equal(cached.t, direct.t)
+    # a deep network ends lower in effective rank than depth 1, which never leaves the observed entries
+    er = {j.spec["depth"]: load_run(dirs[j.label])[0].erank[-1] for j in jobs}
+    te = {j.spec["depth"]: load_run(dirs[j.label])[0].test_error[-1] for j in jobs}
+    assert er[3] < er[1] and te[3] < te[1]
+    assert te[1] == pytest.approx(1.0, abs=0.02)  # depth 1: unobserved entries stay at their O(1e-3) start
+    paths = draw_gf_depths(dirs, TINY, out, pdf=True)
+    assert [p.name for p in paths] == ["fig1_gf_depths.png", "fig1_gf_depths.pdf"]
+    w, h = _png_size(paths[0])
+    assert w >= 1500 and h >= 800
+    assert paths[1].read_bytes().startswith(b"%PDF")
+    # second call: everything reused, nothing recomputed
+    rep2 = ensure_jobs(jobs, data, workers=1)
+    assert not rep2.computed and len(rep2.reused) == 3
+
+
+def test_changed_spec_is_recomputed_and_marker_is_written_last(tmp_path):
+    a = sim_job(TINY, "gf", 2, 0.0)
+    b = sim_job(replace(TINY, gf_t_end=400.0), "gf", 2, 0.0)
+    assert a.folder(tmp_path) != b.folder(tmp_path)
+    ensure_jobs([a], tmp_path, workers=1)
+    assert is_done(a, tmp_path) and not is_done(b, tmp_path)
+    marker = json.loads((a.folder(tmp_path) / JOB_JSON).read_text())
+    assert marker["spec"]["t_end"] == TINY.gf_t_end
+    # a folder without the marker (an interrupted computation) is not taken as done
+    (a.folder(tmp_path) / JOB_JSON).unlink()
+    assert not is_done(a, tmp_path)
+    assert not list(tmp_path.glob("simulate/.*tmp*"))
+
+
+def test_failed_job_is_reported_not_raised(tmp_path):
+    too_many_observed = {"m": 4, "n": 4, "rank": 1, "observed": 100}
+    bad = Job("bad", {"kind": "simulate", "problem": too_many_observed, "flow": "gf", "depth": 2,
+                      "penalty": "none", "lam": 0.0, "init": "balanced-gaussian", "init_scale": 1e-3,
+                      "t_end": 1.0, "n_save": 3})
+    rep = ensure_jobs([bad], tmp_path, workers=1)
+    assert list(rep.failed) == [str(bad.folder(tmp_path))]
+    assert not bad.folder(tmp_path).exists()
+
+
+def test_select_by_name_or_number():
+    assert [f.name for f in select(["razin", "1"])] == ["gf-depths", "razin"]
+    assert len(select(None)) == len(FIGURES) == 6
+    with pytest.raises(BadInputError):
+        select(["nope"])
+
+
+def test_cli_bad_input_leaves_nothing(tmp_path, capsys):
+    target = tmp_path / "figs"
+    assert main(["figures", "--only", "nope", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown figure" in err
+    assert not target.exists()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert main(["figures", "--out", str(afile), "--only", "checker"]) == 2
+
+
+def test_cli_builds_the_checker_figure(tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    rc = main(["figures", "--preview", "--only", "checker", "--out", str(out), "--data", str(data),
+               "--workers", "1", "--quiet"])
+    assert rc == 0
+    assert (out / "fig6_checker.png").is_file()
+    (check_json,) = data.glob("check/*/check.json")
+    records = json.loads(check_json.read_text())
+    assert {r["verdict"] for r in records} <= {"holds", "approximate", "fails"}
+    assert any(r["id"] == "Z22-EQ7" and r["verdict"] == "fails" for r in records)
