@@ -118,7 +118,7 @@ def first_call_table() -> str:
 
 def validate_table(torch_max_iters: int) -> str:
     from flowsim.cli.common import factors_from_args, problem_from_args
-    from flowsim.validation.cli_validate import build_parser
+    from flowsim.cli.validate import build_parser
 
     args = build_parser("flowsim validate").parse_args(
         "--size 10 --rank 2 --observed 60 --depth 3 --init-scale 1 --seed 0 --optimizer adam "

@@ -1,16 +1,17 @@
-"""Benchmark 5 (issue 8): end-to-end wall times of the default commands, each in a fresh process.
+"""Benchmark 5: end-to-end wall times of the default commands, each in a fresh process.
 
     python bench/bench_end_to_end.py [--repeat 1] [--skip simulate-auto,...] [--before DIR]
 
 Before/after: ``--before DIR`` runs every command also against another source tree (put first on
-PYTHONPATH), alternating the two, and prints before/after ratios, e.g. for the state before issue 8:
+PYTHONPATH), alternating the two, and prints before/after ratios, e.g. for the state before the performance
+work:
 
     git archive 01214c4 | tar -x -C /tmp/before && python bench/bench_end_to_end.py --before /tmp/before
 
 Commands (all with their defaults; output into a temporary directory that is removed afterwards):
 
-* ``flowsim simulate`` — the default end-product state (SPEC §3.1);
-* ``flowsim simulate --model layers`` — the layer state (SPEC §3.3), which is what the automatic choice
+* ``flowsim simulate`` — the default end-product state (docs/math.md §4);
+* ``flowsim simulate --model layers`` — the layer state (docs/math.md §6), which is what the automatic choice
   (:mod:`flowsim.flows.auto`) picks for the default balanced init without penalty: same dynamics;
 * ``flowsim simulate --model auto`` — only if the CLI offers it;
 * ``flowsim razin``, ``flowsim check --quick``;

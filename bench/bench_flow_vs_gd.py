@@ -1,13 +1,13 @@
-"""Benchmark 1 (issue 8): flowsim against small-step discrete GD at equal accuracy.
+"""Benchmark 1: flowsim against small-step discrete GD at equal accuracy.
 
     python bench/bench_flow_vs_gd.py [--t-end 3000] [--etas 1,0.5,0.25] [--target 1e-4]
                                      [--max-gd-iters 200000]
 
-Paper setting (SPEC §1.1, §8): 100×100, rank 5, 2000 observed entries, mean loss, depth 3, balanced-Gaussian
-init of scale 1e-3; gradient flow up to ``--t-end`` (3000 covers the learning of all 5 singular values: the
-script checks that σ_5 is within 1% of its final value at 0.9·t_end).
+Paper setting (docs/math.md §2, §13): 100×100, rank 5, 2000 observed entries, mean loss, depth 3,
+balanced-Gaussian init of scale 1e-3; gradient flow up to ``--t-end`` (3000 covers the learning of all 5
+singular values: the script checks that σ_5 is within 1% of its final value at 0.9·t_end).
 
-* reference: flowsim's end-product flow (SPEC §3.1) at rtol 1e-10, atol 1e-14;
+* reference: flowsim's end-product flow (docs/math.md §4) at rtol 1e-10, atol 1e-14;
 * flowsim: ``simulate`` at the default tolerances (rtol 1e-7, atol 1e-10), end-product state and the
   automatic state (:mod:`flowsim.flows.auto`), wall time including the metrics;
 * GD: a tight torch loop (float64, closed-form layer gradients, 6 matrix products per step, no autograd;
@@ -33,7 +33,7 @@ from flowsim.flows.auto import AutoGradientFlow
 
 
 def e_sigma(sig: np.ndarray, ref: np.ndarray) -> float:
-    """max_k max_i |σ_i − σ_i^ref| / σ_1^ref at common times (SPEC §5)."""
+    """max_k max_i |σ_i − σ_i^ref| / σ_1^ref at common times (docs/math.md §11)."""
     return float(np.max(np.abs(sig - ref) / ref[:, :1]))
 
 
@@ -57,7 +57,7 @@ def gd_sigmas(problem, factors, eta: float, save_steps: np.ndarray) -> tuple[np.
             if k == K:
                 break
             G = M * (W - Ws)  # ∇ℓ(W) = (2c/D) P_Ω(W − W*)
-            B = W3.T @ G  # W_3ᵀ G; layer gradients G W_{2:1}ᵀ, B W_1ᵀ, W_2ᵀ B (SPEC §3.3)
+            B = W3.T @ G  # W_3ᵀ G; layer gradients G W_{2:1}ᵀ, B W_1ᵀ, W_2ᵀ B (docs/math.md §6)
             g3, g2, g1 = G @ W21.T, B @ W1.T, W2.T @ B
             W3 -= eta * g3
             W2 -= eta * g2

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from flowsim import LayerwiseFlow, init_factors, simulate, synthetic_problem
-from flowsim.integrator import log_time_grid
+from flowsim.integrator import engine_for, log_time_grid
 
 DEPTH, T_END, RTOL, ATOL, N_SAVE, INIT_SCALE = 3, 1e4, 1e-7, 1e-10, 200, 1e-3
 CASES = {"default": (100, 5, 2000), "small": (10, 2, 50)}
@@ -188,7 +188,7 @@ def single_case(case: str, rounds: int) -> str:
         "flowsim simulate, engine auto": lambda: run_flowsim(problem, factors, "auto"),
     }
     flow = LayerwiseFlow(problem, DEPTH)
-    if flow.engine_for(flow.initial_state(factors).size) != "numba" and importlib.util.find_spec("numba"):
+    if engine_for(flow, flow.initial_state(factors).size) != "numba" and importlib.util.find_spec("numba"):
         runs["flowsim simulate, engine numba (forced)"] = lambda: run_flowsim(problem, factors, "numba")
     if importlib.util.find_spec("torchdiffeq"):
         runs["torchdiffeq dopri8"] = make_torchdiffeq(problem, factors)

@@ -1,4 +1,4 @@
-"""Razin–Cohen 2×2 (RC20; SPEC §4): flowsim's flow against RC20's discrete GD to the same loss.
+"""Razin–Cohen 2×2 (RC20; docs/math.md §10): flowsim's flow against RC20's discrete GD to the same loss.
 
     python bench/bench_razin.py [--depth 3] [--stop-loss 1e-4] [--engines numba,python]
                                 [--python-max-iter 200000]

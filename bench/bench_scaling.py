@@ -1,10 +1,10 @@
-"""Benchmark 3 (issue 8): how simulate and one discrete step scale with n.
+"""Benchmark 3: how simulate and one discrete step scale with n.
 
     python bench/bench_scaling.py [--sizes 50,100,200,400,800] [--budget 20] [--t-end 1e4]
 
 Problem: n×n, rank 5, observed fraction 0.2, depth 3, balanced-Gaussian init (scale 1e-3), no penalty.
-For each n and each formulation (end-product state, SPEC §3.1, and the automatic choice of
-:mod:`flowsim.flows.auto`, here the layer state, SPEC §3.3):
+For each n and each formulation (end-product state, docs/math.md §4, and the automatic choice of
+:mod:`flowsim.flows.auto`, here the layer state, docs/math.md §6):
 
 * ``simulate`` wall time to ``--t-end`` (200 log-spaced saved times); runs longer than ``--budget`` seconds
   stop there (status ``failed`` — the row says how far they got) and contribute their cost per velocity

@@ -1,12 +1,12 @@
-"""Cost of one velocity evaluation, as ratios measured in one run (issue 2 / issue 8 benchmark 2).
+"""Cost of one velocity evaluation, as ratios measured in one run (benchmark 2).
 
     python bench/bench_velocity.py [--n 100] [--depth 3] [--kron-n 30] [--repeat 7]
 
 Ratios (goal in brackets):
-  end-product velocity (SVD basis, SPEC §3.1) / one LAPACK SVD (numpy.linalg.svd) of the same matrix  [≤ 1.5]
-  layer-wise velocity (SPEC §3.3) / 2N matrix products of the same size                               [≤ 1.5]
+  end-product velocity (SVD basis, docs/math.md §4) / one LAPACK SVD (numpy.linalg.svd) of the matrix  [≤ 1.5]
+  layer-wise velocity (docs/math.md §6) / 2N matrix products of the same size                          [≤ 1.5]
   end-product velocity / layer-wise velocity (what the automatic choice of flowsim.flows.auto saves)
-  before/after: the issue-2 implementations (kept below as ``_issue2_*``) / the current ones
+  before/after: the first implementations (kept below as ``_first_*``) / the current ones
   explicit-Kronecker evaluation of P_W vec(G) / SVD-basis evaluation, at n = kron-n
 BLAS threads are pinned by bench/_common.py (FLOWSIM_BENCH_THREADS, default 1).
 """
@@ -28,8 +28,8 @@ def _time(fn, repeat: int) -> float:
     return _common.median_time(fn, repeat=repeat)
 
 
-def _issue2_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
-    """The issue-2 kernel K = Σ_j a^{j−1} ⊗ b^{N−j} as N outer products (before issue 8)."""
+def _first_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
+    """The first kernel K = Σ_j a^{j−1} ⊗ b^{N−j} as N outer products (before the performance work)."""
     m, n = shape
     a, b = np.zeros(m), np.zeros(n)
     r = s.size
@@ -46,15 +46,15 @@ def _issue2_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndar
     return K
 
 
-def _issue2_end_product_velocity(W, problem, depth):
-    """Ẇ = −U (K ∘ UᵀGV) Vᵀ as implemented in issue 2 (SVD also at N = 1, kernel by outer products)."""
+def _first_end_product_velocity(W, problem, depth):
+    """Ẇ = −U (K ∘ UᵀGV) Vᵀ as first implemented (SVD also at N = 1, kernel by outer products)."""
     U, s, Vt = np.linalg.svd(W, full_matrices=True)
     Gt = U.T @ problem.grad(W) @ Vt.T
-    return -(U @ (_issue2_kernel(s, W.shape, depth) * Gt) @ Vt)
+    return -(U @ (_first_kernel(s, W.shape, depth) * Gt) @ Vt)
 
 
-def _issue2_layerwise_velocity(factors, problem):
-    """Ẇ_j = −W_{N:j+1}ᵀ G W_{j−1:1}ᵀ as implemented in issue 2: prefix and suffix products starting from
+def _first_layerwise_velocity(factors, problem):
+    """Ẇ_j = −W_{N:j+1}ᵀ G W_{j−1:1}ᵀ as first implemented: prefix and suffix products starting from
     identities, then two products per layer (≈ 4N + 2 products, N = 3: 14)."""
     n, m = factors[0].shape[1], factors[-1].shape[0]
     pre = [np.eye(n)]
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     flow = LayerwiseFlow(problem, N)
     y = flow.initial_state(factors)
 
-    def issue2_flow_call() -> np.ndarray:
-        return np.concatenate([v.ravel() for v in _issue2_layerwise_velocity(factors, problem)])
+    def first_flow_call() -> np.ndarray:
+        return np.concatenate([v.ravel() for v in _first_layerwise_velocity(factors, problem)])
 
     W1 = factors[0]
     # every time below comes from interleaved rounds (a load drift hits all sides of each ratio alike)
@@ -109,16 +109,16 @@ def main(argv: list[str] | None = None) -> None:
         lambda: end_product_velocity(W, problem, N),
         lambda: layerwise_velocity(factors, problem),
         lambda: [A @ A for _ in range(2 * N)],
-        lambda: _issue2_end_product_velocity(W, problem, N),
-        lambda: _issue2_layerwise_velocity(factors, problem),
+        lambda: _first_end_product_velocity(W, problem, N),
+        lambda: _first_layerwise_velocity(factors, problem),
         lambda: flow(0.0, y),
-        issue2_flow_call,
+        first_flow_call,
     ], repeat=a.repeat)
     t_ep1, t_ep1_old = _common.paired_times([lambda: end_product_velocity(W1, problem, 1),
-                                             lambda: _issue2_end_product_velocity(W1, problem, 1)],
+                                             lambda: _first_end_product_velocity(W1, problem, 1)],
                                             repeat=a.repeat)
-    assert np.allclose(_issue2_end_product_velocity(W, problem, N), end_product_velocity(W, problem, N))
-    assert all(np.allclose(x, y) for x, y in zip(_issue2_layerwise_velocity(factors, problem),
+    assert np.allclose(_first_end_product_velocity(W, problem, N), end_product_velocity(W, problem, N))
+    assert all(np.allclose(x, y) for x, y in zip(_first_layerwise_velocity(factors, problem),
                                                  layerwise_velocity(factors, problem)))
     picked, why = choose_formulation(factors)
 
@@ -133,17 +133,17 @@ def main(argv: list[str] | None = None) -> None:
         (f"end-product velocity / LAPACK SVD (n={n}, N={N})", t_ep / t_svd, "≤ 1.5"),
         (f"layer-wise velocity / {2 * N} matrix products (n={n}, N={N})", t_lw / t_mm, "≤ 1.5"),
         (f"end-product velocity / layer-wise velocity (n={n}, N={N}); auto picks {picked}", t_ep / t_lw, ""),
-        ("before/after: end-product velocity, issue 2 / now", t_ep_old / t_ep, ""),
-        ("before/after: layer-wise velocity, issue 2 / now", t_lw_old / t_lw, ""),
+        ("before/after: end-product velocity, first version / now", t_ep_old / t_ep, ""),
+        ("before/after: layer-wise velocity, first version / now", t_lw_old / t_lw, ""),
         ("before/after: LayerwiseFlow velocity, flat state (in place now)", t_flow_old / t_flow, ""),
         (f"LayerwiseFlow velocity on the flat state / {2 * N} matrix products", t_flow / t_mm, "≤ 1.5"),
-        ("before/after: end-product velocity at N = 1 (no SVD now), issue 2 / now", t_ep1_old / t_ep1, ""),
+        ("before/after: end-product velocity at N = 1 (no SVD now), first / now", t_ep1_old / t_ep1, ""),
         (f"explicit Kronecker / SVD basis (n={k}, N={N})", t_kron / t_ep_k, ""),
     ]
     print(_common.header("benchmark 2: velocity evaluation cost"))
     print(f"# times: svd {t_svd * 1e3:.3f} ms, end-product {t_ep * 1e3:.3f} ms "
-          f"(issue 2: {t_ep_old * 1e3:.3f}), "
-          f"layer-wise {t_lw * 1e3:.3f} ms (issue 2: {t_lw_old * 1e3:.3f}), "
+          f"(first version: {t_ep_old * 1e3:.3f}), "
+          f"layer-wise {t_lw * 1e3:.3f} ms (first version: {t_lw_old * 1e3:.3f}), "
           f"{2 * N} matmuls {t_mm * 1e3:.3f} ms, kron(n={k}) {t_kron * 1e3:.1f} ms, end-product(n={k}) "
           f"{t_ep_k * 1e3:.3f} ms")
     print(f"# automatic choice for balanced-gaussian factors, no penalty: {picked} ({why})")

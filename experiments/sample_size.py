@@ -1,4 +1,4 @@
-"""Experiment 2: the sample-size study (Zhao22 Fig. 4 protocol, SPEC §8).
+"""Experiment 2: the sample-size study (Zhao22 Fig. 4 protocol, docs/math.md §13).
 
 Test error and effective rank against the number of observed entries k for
   * depth 1 + Adam + ratio penalty and depth 3 + GD — discrete runs, through ``flowsim sweep``

@@ -19,7 +19,7 @@ from .flows import (
     total_gradient,
 )
 from .initializations import init_factors
-from .integrator import IntegrationResult, integrate, log_time_grid
+from .integrator import IntegrationResult, integrate, log_time_grid, solve_flow
 from .metrics import effective_rank, matrix_metrics
 from .penalties import NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty, make_penalty
 from .problems import CompletionProblem, full_observation_problem, problem_from_files, synthetic_problem
@@ -35,5 +35,5 @@ __all__ = [
     "end_product_kernel", "end_product_velocity", "full_observation_problem", "init_factors", "integrate",
     "layer_gradients", "layerwise_velocity", "load_run", "log_time_grid", "make_flow", "make_penalty",
     "matrix_metrics", "problem_from_files", "simulate", "simulate_ensemble", "singular_value_velocity",
-    "synthetic_problem", "total_gradient", "write_run",
+    "solve_flow", "synthetic_problem", "total_gradient", "write_run",
 ]

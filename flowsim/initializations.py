@@ -1,10 +1,10 @@
-"""Initial layer factors (SPEC §8).
+"""Initial layer factors (docs/math.md §13).
 
 * ``identity``: W_j = α^{1/N} I (rectangular identities, hidden width min(m, n)); end product αI. Balanced.
 * ``gaussian``: per-layer i.i.d. N(0, std²) with std = α^{1/N}/√n (ACHL19 public code), so that the end
   product has ‖W‖_F ≈ α√n. Not balanced: the end-product model is then only an approximation.
 * ``balanced-gaussian``: a Gaussian end product W0 with i.i.d. N(0, α²/n) entries (‖W0‖_F ≈ α√m), split
-  by the canonical balanced factorization (SPEC §0). Exact for the end-product flow.
+  by the canonical balanced factorization (docs/math.md §1). Exact for the end-product flow.
 
 Hidden widths are min(m, n) unless ``width`` is given (identity and gaussian only). Random draws use
 ``numpy.random.default_rng([seed, 1])`` (the problem uses stream ``[seed, 0]``).
@@ -34,7 +34,7 @@ def _dims(shape: tuple[int, int], depth: int, width: int | None) -> list[int]:
 def init_factors(
     kind: str, shape: tuple[int, int], depth: int, scale: float, seed: int = 0, width: int | None = None
 ) -> list[np.ndarray]:
-    """Initial factors [W_1, …, W_N] for an m×n end product (SPEC §8). See the module docstring."""
+    """Initial factors [W_1, …, W_N] for an m×n end product (docs/math.md §13). See the module docstring."""
     if not isinstance(depth, (int, np.integer)) or depth < 1:
         raise BadInputError(f"--depth must be an integer ≥ 1, got {depth!r}")
     if not (np.isfinite(scale) and scale >= 0):

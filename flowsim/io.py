@@ -1,7 +1,9 @@
-"""Atomic file writes, run metadata (``run.json``) and package versions (SPEC §7)."""
+"""Atomic file writes, run metadata (``run.json``) and package versions (docs/contract.md §2)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import io
 import json
@@ -10,7 +12,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -100,7 +102,8 @@ def atomic_write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]])
 def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Save arrays as an uncompressed ``.npz`` atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    # numpy's stub lets ``**`` fill ``allow_pickle``: every key here is an array name
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -121,6 +124,25 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+#: the command line a run function records (its spec's), set by :func:`recorded_command_line`
+_RECORDED: contextvars.ContextVar[str | None] = contextvars.ContextVar("flowsim_command_line", default=None)
+
+
+@contextlib.contextmanager
+def recorded_command_line(text: str) -> Iterator[None]:
+    """Within the block, :func:`command_line` returns ``text`` (the command line of the run spec being run,
+    e.g. ``flowsim train --lr 0.1 --out DIR --quiet`` for a sweep point) instead of this process's."""
+    token = _RECORDED.set(text)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
 def command_line() -> str:
-    """The command line of this process, for ``run.json``."""
+    """The command line recorded in ``run.json``: the running spec's (:func:`recorded_command_line`), else
+    this process's."""
+    recorded = _RECORDED.get()
+    if recorded is not None:
+        return recorded
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -1,4 +1,4 @@
-"""Metrics recorded along trajectories (SPEC §1.3)."""
+"""Metrics recorded along trajectories (docs/math.md §2)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ METRICS_BLOCK_ENTRIES = 2**20
 
 
 def effective_rank(s: np.ndarray) -> float:
-    """erank(W) = exp(−Σ p_i log p_i), p_i = σ_i/Σσ, with 0·log 0 = 0 (RV07; SPEC §1.3). NaN for W = 0."""
+    """erank(W) = exp(−Σ p_i log p_i), p_i = σ_i/Σσ, with 0·log 0 = 0 (RV07;
+    docs/math.md §2). NaN for W = 0."""
     s = np.asarray(s, dtype=float)
     total = s.sum()
     if not total > 0:
@@ -26,7 +27,8 @@ def effective_rank(s: np.ndarray) -> float:
 def matrix_metrics(
     W: np.ndarray, problem: CompletionProblem, s: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Scalar metrics of SPEC §1.3 at W: loss, relative test error, test RMSE, erank, norms, det (square)."""
+    """Scalar metrics of docs/math.md §2 at W: loss, relative test error, test RMSE,
+    erank, norms, det (square)."""
     if s is None:
         s = np.linalg.svd(W, compute_uv=False)
     rel, rmse = problem.test_errors(W)

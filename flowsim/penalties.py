@@ -1,10 +1,10 @@
-"""Spectral penalties R(W) with value and gradient (SPEC §2).
+"""Spectral penalties R(W) with value and gradient (docs/math.md §3).
 
 Every penalty here is a function of the singular values only, so its gradient is diagonal in the SVD
 basis: ∇R(W) = U diag(g(σ)) Vᵀ. :meth:`Penalty.spectral_grad` returns g(σ), which is also the projection
-u_iᵀ∇R v_i used by the singular-value dynamics (SPEC §3.2).
+u_iᵀ∇R v_i used by the singular-value dynamics (docs/math.md §5).
 
-Subgradient and floor conventions (documented per SPEC §2):
+Subgradient and floor conventions (documented per docs/math.md §3):
 
 * ``nuclear``: the minimum-norm subgradient, g_i = 1 for σ_i > τ and 0 otherwise, with the numerical-rank
   threshold τ = max(m, n)·ε_mach·σ_1.
@@ -30,6 +30,25 @@ def _rank_threshold(s: np.ndarray, shape: tuple[int, int]) -> float:
     return max(shape) * np.finfo(float).eps * (float(s[0]) if s.size else 0.0)
 
 
+def ratio_spectral_grad(s: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+    """g(σ) of the ratio R = ‖W‖_*/‖W‖_F, ∇R(W) = U diag(g) Vᵀ (Zhao22 Sec. 3; docs/math.md §3):
+
+        g_i = 1_{i ∈ support}/‖σ‖₂ − ‖σ‖₁ σ_i/‖σ‖₂³,
+
+    the derivative of ‖σ‖₁ taken as 1 on ``support`` (a 0/1 float array; default: every σ_i) and 0 off it.
+    ``support`` = all ones is the smooth part at the positive singular values, σ_i > τ the convention of
+    :meth:`RatioPenalty.spectral_grad`, all zeros the smooth part −‖W‖_*W/‖W‖_F³ alone (the proximal step of
+    :mod:`flowsim.flows.proximal`). Zero at σ = 0. The one home of this formula in numpy; the numba kernels
+    (:mod:`flowsim.integrator.compiled.field`, :mod:`flowsim.validation.compiled_kernels`) mirror it.
+    """
+    fro = float(np.sqrt(np.sum(s**2)))
+    if fro == 0:
+        return np.zeros_like(s)
+    nuc = float(np.sum(s))
+    ones = np.ones_like(s) if support is None else support
+    return ones / fro - nuc * s / fro**3
+
+
 @dataclass(frozen=True)
 class Penalty:
     """Base class: a spectral penalty R(W) = f(σ(W))."""
@@ -41,7 +60,7 @@ class Penalty:
         return 0.0
 
     def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """g(σ) with ∇R(W) = U diag(g) Vᵀ; equals u_iᵀ∇R v_i (SPEC §2, §3.2)."""
+        """g(σ) with ∇R(W) = U diag(g) Vᵀ; equals u_iᵀ∇R v_i (docs/math.md §3, §5)."""
         return np.zeros_like(s)
 
     @property
@@ -84,7 +103,7 @@ class Penalty:
 
 @dataclass(frozen=True)
 class RatioPenalty(Penalty):
-    """R(W) = ‖W‖_*/‖W‖_F (Zhao22 Sec. 3). ∇R = UVᵀ/‖W‖_F − ‖W‖_* W/‖W‖_F³ (SPEC §2)."""
+    """R(W) = ‖W‖_*/‖W‖_F (Zhao22 Sec. 3). ∇R = UVᵀ/‖W‖_F − ‖W‖_* W/‖W‖_F³ (docs/math.md §3)."""
 
     name: str = "ratio"
 
@@ -93,22 +112,17 @@ class RatioPenalty(Penalty):
         return float(np.sum(s)) / fro if fro > 0 else 0.0
 
     def spectral_grad(self, s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """g_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ for σ_i > τ, −‖W‖_* σ_i/‖W‖_F³ (= 0) otherwise."""
-        fro = float(np.sqrt(np.sum(s**2)))
-        if fro == 0:
-            return np.zeros_like(s)
-        nuc = float(np.sum(s))
-        support = (s > _rank_threshold(s, shape)).astype(float)
-        return support / fro - nuc * s / fro**3
+        """g_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ for σ_i > τ, −‖W‖_* σ_i/‖W‖_F³ (= 0) otherwise
+        (:func:`ratio_spectral_grad`)."""
+        return ratio_spectral_grad(s, (s > _rank_threshold(s, shape)).astype(float))
 
     @property
     def sticks_at_zero(self) -> bool:
         return True
 
     def active_spectral_grad(self, s: np.ndarray) -> np.ndarray:
-        """g_i = 1/‖σ‖₂ − ‖σ‖₁σ_i/‖σ‖₂³ at the positive σ_i (Zhao22 Sec. 3)."""
-        fro = float(np.sqrt(np.sum(s**2)))
-        return np.ones_like(s) / fro - float(np.sum(s)) * s / fro**3 if fro > 0 else np.zeros_like(s)
+        """g_i = 1/‖σ‖₂ − ‖σ‖₁σ_i/‖σ‖₂³ at the positive σ_i (Zhao22 Sec. 3; :func:`ratio_spectral_grad`)."""
+        return ratio_spectral_grad(s)
 
     def null_threshold(self, s: np.ndarray) -> float:
         """c = 1/‖W‖_F: R = ‖W‖_*·h(W) with h = 1/‖W‖_F smooth and positive, so ∂R = h ∂‖W‖_* + ‖W‖_*∇h
@@ -120,7 +134,7 @@ class RatioPenalty(Penalty):
 
 @dataclass(frozen=True)
 class NuclearPenalty(Penalty):
-    """R(W) = ‖W‖_*; ∇R = UVᵀ over σ_i > τ (minimum-norm subgradient; SPEC §2)."""
+    """R(W) = ‖W‖_*; ∇R = UVᵀ over σ_i > τ (minimum-norm subgradient; docs/math.md §3)."""
 
     name: str = "nuclear"
 
@@ -145,7 +159,7 @@ class NuclearPenalty(Penalty):
 
 @dataclass(frozen=True)
 class SchattenRatioPenalty(Penalty):
-    """R(W) = ‖W‖_{S_p}/‖W‖_{S_q}, ‖W‖_{S_p} = (Σσ_i^p)^{1/p} (Zhao22 Table 1; SPEC §2).
+    """R(W) = ‖W‖_{S_p}/‖W‖_{S_q}, ‖W‖_{S_p} = (Σσ_i^p)^{1/p} (Zhao22 Table 1; docs/math.md §3).
 
     ∇R = ∇‖W‖_{S_p}/‖W‖_{S_q} − ‖W‖_{S_p}∇‖W‖_{S_q}/‖W‖_{S_q}²,
     ∇‖W‖_{S_p} = ‖W‖_{S_p}^{1−p} U diag(σ^{p−1}) Vᵀ.

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .trajectory import Trajectory
 
 
-def _mpl():
+def pyplot() -> Any:
+    """matplotlib's ``pyplot`` on the Agg backend (unless one is already chosen) with flowsim's style: the
+    one place where flowsim's figures get their backend and rcParams."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -35,7 +38,7 @@ def plot_trajectory(
 ) -> Path:
     """One PNG with four panels over log time: σ_i(t) (top ``highlight`` bold, the rest faint), erank(t),
     test error(t) and loss(t)."""
-    plt = _mpl()
+    plt = pyplot()
     idx = _positive_time(traj.t)
     t = traj.t[idx]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.2))

@@ -1,6 +1,6 @@
-"""Matrix-completion problems and their loss (SPEC §1.1).
+"""Matrix-completion problems and their loss (docs/math.md §2).
 
-Loss (SPEC §1.1; ACHL19 public code, Zhao22 Eq. 1 up to the reduction):
+Loss (docs/math.md §2; ACHL19 public code, Zhao22 Eq. 1 up to the reduction):
 
     ℓ(W) = c · Σ_{(i,j)∈Ω} (W_ij − W*_ij)² / D,     D = |Ω| ("mean") or 1 ("sum"),
     ∇ℓ(W) = (2c/D) · P_Ω(W − W*).
@@ -23,7 +23,7 @@ class CompletionProblem:
     """A matrix-completion problem: ground truth ``W_star`` (m×n), boolean ``mask`` of observed entries Ω.
 
     ``reduction`` is ``"mean"`` (divide by |Ω|, the default of the papers' public code) or ``"sum"``;
-    ``scale`` is the constant c in front of the squared error (SPEC §1.1).
+    ``scale`` is the constant c in front of the squared error (docs/math.md §2).
     ``test_mask`` (optional) is an explicit test set T, disjoint from Ω, for data whose entries outside
     Ω ∪ T are unknown (held-out ratings); without it the test set is every unobserved entry, Ωᶜ.
     """
@@ -61,16 +61,17 @@ class CompletionProblem:
         object.__setattr__(self, "W_star", W_star)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "_weight", mask.astype(float))
+        object.__setattr__(self, "_n_observed", int(mask.sum()))  # read by every loss gradient
 
     @property
     def shape(self) -> tuple[int, int]:
         """(m, n)."""
-        return self.W_star.shape  # type: ignore[return-value]
+        return self.W_star.shape
 
     @property
     def n_observed(self) -> int:
         """|Ω|."""
-        return int(self.mask.sum())
+        return self._n_observed  # type: ignore[attr-defined]
 
     @property
     def denominator(self) -> float:
@@ -97,12 +98,12 @@ class CompletionProblem:
         return self._weight * (W - self.W_star)  # type: ignore[attr-defined]
 
     def loss(self, W: np.ndarray) -> float:
-        """ℓ(W) = c Σ_Ω (W_ij − W*_ij)² / D (SPEC §1.1)."""
+        """ℓ(W) = c Σ_Ω (W_ij − W*_ij)² / D (docs/math.md §2)."""
         r = self.residual(W)
         return float(self.scale * np.vdot(r, r) / self.denominator)
 
     def grad(self, W: np.ndarray) -> np.ndarray:
-        """∇ℓ(W) = (2c/D) P_Ω(W − W*) (SPEC §1.1)."""
+        """∇ℓ(W) = (2c/D) P_Ω(W − W*) (docs/math.md §2)."""
         return (2.0 * self.scale / self.denominator) * self.residual(W)
 
     def test_errors(self, W: np.ndarray) -> tuple[float, float]:
@@ -122,7 +123,7 @@ class CompletionProblem:
 
 
 def ground_truth(m: int, n: int, rank: int, rng: np.random.Generator) -> np.ndarray:
-    """W* = A Bᵀ/√r with A, B i.i.d. N(0, 1), rescaled so ‖W*‖_F = √(mn) (RMS entry 1; SPEC §1.1)."""
+    """W* = A Bᵀ/√r with A, B i.i.d. N(0, 1), rescaled so ‖W*‖_F = √(mn) (RMS entry 1; docs/math.md §2)."""
     A = rng.standard_normal((m, rank))
     B = rng.standard_normal((n, rank))
     W = A @ B.T / np.sqrt(rank)
@@ -130,7 +131,7 @@ def ground_truth(m: int, n: int, rank: int, rng: np.random.Generator) -> np.ndar
 
 
 def random_mask(m: int, n: int, observed: int, rng: np.random.Generator) -> np.ndarray:
-    """Ω: ``observed`` entries drawn uniformly without replacement (flat row-major index; SPEC §1.1)."""
+    """Ω: ``observed`` entries drawn uniformly without replacement (flat row-major index; docs/math.md §2)."""
     idx = rng.choice(m * n, size=observed, replace=False)
     mask = np.zeros(m * n, dtype=bool)
     mask[idx] = True
@@ -157,7 +158,7 @@ def synthetic_problem(
     reduction: str = "mean",
     scale: float = 1.0,
 ) -> CompletionProblem:
-    """The papers' synthetic completion problem (SPEC §1.1, defaults of ACHL19/Zhao22).
+    """The papers' synthetic completion problem (docs/math.md §2, defaults of ACHL19/Zhao22).
 
     ``observed=None`` observes every entry (full observation). The ground truth and the mask are drawn
     from ``numpy.random.default_rng([seed, 0])`` (the initialization uses stream ``[seed, 1]``).
@@ -174,7 +175,8 @@ def synthetic_problem(
 def full_observation_problem(
     W_star: np.ndarray, reduction: str = "sum", scale: float = 0.5
 ) -> CompletionProblem:
-    """Every entry observed; with the defaults the loss is ½‖W − W*‖_F² (SPEC §3.6 analytic setting)."""
+    """Every entry observed; with the defaults the loss is ½‖W − W*‖_F²
+    (docs/math.md §12 analytic setting)."""
     W_star = np.asarray(W_star, dtype=float)
     return CompletionProblem(W_star, np.ones(W_star.shape, dtype=bool), reduction, scale, {"kind": "full"})
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .factors import end_product
 from .flows.base import Flow
-from .integrator import log_time_grid
+from .integrator import log_time_grid, solve_flow
 from .trajectory import Trajectory
 
 DEFAULT_T_END = 1e4
@@ -36,13 +36,14 @@ def simulate(
     progress: bool | None = None,
     save_matrices: bool = False,
 ) -> Trajectory:
-    """Integrate ``flow`` from the layer ``factors`` up to ``t_end`` and record the metrics of SPEC §1.3.
+    """Integrate ``flow`` from the layer ``factors`` up to ``t_end`` and record
+    the metrics of docs/math.md §2.
 
     Saving times are ``t_eval`` if given, else t0 plus ``n_save`` log-spaced times (see
     :func:`flowsim.integrator.log_time_grid`). The returned trajectory carries the integrator's status
     (``ok``/``diverged``/``failed``/``interrupted``), message and statistics; on failure it holds every
-    state saved before the failure. The flow integrates itself (:meth:`flowsim.flows.base.Flow.solve`), so
-    flows with their own event-driven driver record what happened in ``stats``.
+    state saved before the failure. :func:`flowsim.integrator.solve_flow` picks the flow's driver, so flows
+    with their own event-driven driver record what happened in ``stats``.
 
     Example::
 
@@ -52,16 +53,16 @@ def simulate(
     """
     y0 = flow.initial_state(factors)
     grid = log_time_grid(t_end, n_save, t_min, flow.t0) if t_eval is None else np.asarray(t_eval, dtype=float)
-    res = flow.solve(y0, grid, method=method, rtol=rtol, atol=atol, max_steps=max_steps,
+    res = solve_flow(flow, y0, grid, method=method, rtol=rtol, atol=atol, max_steps=max_steps,
                      max_wall_time=max_wall_time, progress=progress)
     status = STATUS_OF_RESULT.get(res.status, res.status)
     Ws = [flow.end_product(y) for y in res.y]
     stats = res.stats()
     stats["integration_nfev"] = res.nfev
-    # which state the velocity was evaluated on (``auto`` flows record their choice, issue 8)
+    # which state the velocity was evaluated on (``auto`` flows record their choice)
     stats["formulation"] = getattr(flow, "formulation", None) or flow.model
     if getattr(flow, "formulation_reason", ""):
-        stats["formulation_reason"] = flow.formulation_reason
+        stats["formulation_reason"] = flow.formulation_reason  # type: ignore[attr-defined]
     traj = Trajectory.from_snapshots(res.t, Ws, flow.problem, save_matrices=save_matrices, status=status,
                                      message=res.message, stats=stats, W0=end_product(factors))
     return traj

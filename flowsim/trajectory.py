@@ -1,5 +1,5 @@
-"""The trajectory result object and the run-directory contract (SPEC §7): ``run.json`` and
-``trajectory.npz``."""
+"""The trajectory result object and the run-directory contract (docs/contract.md §2):
+``run.json`` and ``trajectory.npz``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ _CORE = ("t", "sigma", "loss", "test_error", "test_rmse", "erank", "norm_fro", "
 
 @dataclass
 class Trajectory:
-    """Metrics of the end product W(t) at saved times (SPEC §1.3, §7).
+    """Metrics of the end product W(t) at saved times (docs/math.md §2; docs/contract.md).
 
     Arrays: ``t`` (T,), ``sigma`` (T, min(m, n)), ``loss``, ``test_error`` (relative), ``test_rmse``,
     ``erank``, ``norm_fro``, ``norm_nuc``, ``norm_spec``, ``det`` (square W only, else None), ``W0``,
@@ -54,7 +54,7 @@ class Trajectory:
     @classmethod
     def from_snapshots(
         cls,
-        t: Sequence[float],
+        t: Sequence[float] | np.ndarray,
         Ws: Sequence[np.ndarray],
         problem: CompletionProblem,
         *,
@@ -67,7 +67,7 @@ class Trajectory:
         """Compute every metric at the end-product snapshots ``Ws`` (one SVD each)."""
         Ws = [np.asarray(W, dtype=float) for W in Ws]
         with np.errstate(over="ignore"):  # a diverging run's norms may overflow to inf: record them as such
-            m = metrics_along(Ws, problem)
+            m: dict[str, Any] = metrics_along(Ws, problem)
         return cls(
             t=np.asarray(t, dtype=float), sigma=m["sigma"],
             **{k: m[k] for k in _CORE[2:]},
@@ -129,8 +129,8 @@ def write_run(
     wall_time_s: float,
     extra_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``trajectory.npz`` then ``run.json`` into ``out_dir`` atomically (SPEC §7); returns the
-    folder."""
+    """Write ``trajectory.npz`` then ``run.json`` into ``out_dir`` atomically (docs/contract.md §2); returns
+    the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_savez(out / TRAJECTORY_NPZ, traj.arrays())

@@ -1,7 +1,8 @@
-"""The ``flowsim`` command line (SPEC §7). Each subcommand lives in its own module, imported lazily.
+"""The ``flowsim`` command line (docs/contract.md). Each subcommand lives in its own module, imported lazily.
 
 A subcommand module provides ``build_parser(prog) -> argparse.ArgumentParser`` and
-``run(args) -> int`` (the exit code).
+``run(args) -> int`` (the exit code): it parses the options into the command's run spec and calls its run
+function (:mod:`flowsim.runs`). This package is the only one that knows every command.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("flowsim.cli.simulate", "integrate a continuous-time model (gradient flow, Adam flows)"),
-    "train": ("flowsim.validation.cli_train", "discrete run (GD/Adam/...) of the layer factors in torch"),
-    "validate": ("flowsim.validation.cli_validate", "compare a flow with discrete runs over step sizes"),
-    "razin": ("flowsim.theory.razin_cli", "Razin–Cohen 2×2 counterexample with checks C1–C8"),
-    "check": ("flowsim.theory.cli", "check published theorem statements numerically"),
+    "train": ("flowsim.cli.train", "discrete run (GD/Adam/...) of the layer factors in torch"),
+    "validate": ("flowsim.cli.validate", "compare a flow with discrete runs over step sizes"),
+    "razin": ("flowsim.cli.razin", "Razin–Cohen 2×2 counterexample with checks C1–C8"),
+    "check": ("flowsim.cli.check", "check published theorem statements numerically"),
     "plot": ("flowsim.cli.plot", "plot a run directory"),
-    "sweep": ("flowsim.sweep.cli", "run a parameter grid (local processes or Dask)"),
-    "figures": ("flowsim.figures.cli", "regenerate the README gallery"),
+    "sweep": ("flowsim.cli.sweep", "run a parameter grid (local processes or Dask)"),
+    "figures": ("flowsim.cli.figures", "regenerate the README gallery"),
 }
 
 
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(module, name: str, rest: list[str]) -> int:
     """Parse and run one command; every way it can end becomes an exit code and at most one line."""
-    from . import interrupts, outdir
+    from ..runs import interrupts, outdir
 
     outdir.begin()
     try:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import BadInputError
+from ..runs.common import plot_title
 from .common import make_parser
 
 #: commands whose runs have extra plots: command -> "module:function(run_dir) -> list of paths"
@@ -57,7 +58,7 @@ def plot_run_dir(run_dir: str | Path, output: str | Path | None = None) -> list[
         except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file is bad input
             raise BadInputError(f"{d / TRAJECTORY_NPZ} is unreadable or truncated "
                                 f"({type(exc).__name__}: {exc})") from None
-        written.append(plot_trajectory(traj, output or d / "trajectory.png", title=_title(info),
+        written.append(plot_trajectory(traj, output or d / "trajectory.png", title=plot_title(info),
                                        time_label="t = kη" if cmd == "train" else "t (flow time)"))
     if cmd in EXTRA_PLOTTERS:
         mod, fn = EXTRA_PLOTTERS[cmd].split(":")
@@ -89,20 +90,6 @@ def _check_output(path: Path) -> None:
         raise BadInputError(f"--output {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInputError(f"--output {path}: folder {parent} is not writable")
-
-
-def _title(info: dict) -> str:
-    p = info.get("params", {})
-    parts = [f"flowsim {info.get('command', '')}"]
-    if "size" in p:
-        parts.append(f"{p['size'][0]}×{p['size'][1]}")
-    for k, label in (("flow", "flow"), ("optimizer", "opt"), ("depth", "N"), ("penalty", "R"), ("lam", "λ"),
-                     ("init", "init"), ("init_scale", "α")):
-        if p.get(k) is not None and not (k == "penalty" and p[k] == "none") and not (k == "lam" and not p[k]):
-            parts.append(f"{label}={p[k]}")
-    if p.get("optimizer") or (p.get("flow") not in (None, "gf")):
-        parts.append(f"η={p.get('lr')}")
-    return "  ".join(str(x) for x in parts)
 
 
 def run(args: argparse.Namespace) -> int:

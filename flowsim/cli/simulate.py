@@ -1,35 +1,31 @@
-"""``flowsim simulate``: integrate a continuous-time model on a completion problem (SPEC §3, §7)."""
+"""``flowsim simulate``: integrate a continuous-time model on a completion problem (``docs/math.md`` §4–§9).
+
+The options parse into a :class:`flowsim.runs.simulate.SimulateSpec`;
+:func:`flowsim.runs.simulate.run_simulate` does the run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-import numpy as np
-
-from ..flows import FLOW_NAMES, MODEL_NAMES, make_flow
-from ..integrator import SOLVERS, log_time_grid
-from ..simulate import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_T_END, simulate
-from .budget import add_allow_large_arg, check_horizon, check_model, check_saved, note_slow_setup
+from ..flows import FLOW_NAMES, MODEL_NAMES
+from ..integrator import SOLVERS
+from ..io import command_line
+from ..runs.simulate import SimulateSpec, run_simulate, summary
+from ..simulate import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_T_END
 from .common import (
+    add_allow_large_arg,
     add_model_args,
     add_no_plot_arg,
     add_output_args,
     add_problem_args,
-    exit_code_for,
-    factors_from_args,
     make_parser,
-    params_from_args,
-    penalty_from_args,
     positive_float,
     positive_int,
-    prepare_out_dir,
-    problem_from_args,
-    record_tolerances,
     unit_interval_float,
-    write_run_and_plot,
 )
+
+__all__ = ["build_parser", "run", "spec_from_args", "summary"]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -38,10 +34,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add_problem_args(p)
     add_model_args(p)
     g = p.add_argument_group("dynamics and integration")
-    g.add_argument("--flow", choices=FLOW_NAMES, default="gf", help="continuous-time model (SPEC §3)")
+    g.add_argument("--flow", choices=FLOW_NAMES, default="gf",
+                   help="continuous-time model (docs/math.md §4–§9)")
     g.add_argument("--model", choices=MODEL_NAMES, default="auto",
-                   help="state: end product W (§3.1), layer factors (§3.3), or auto: the cheaper exact one "
-                        "(--flow gf; recorded in run.json stats.formulation)")
+                   help="state: end product W (docs/math.md §4), layer factors (§6), or auto: the cheaper "
+                        "exact one (--flow gf; recorded in run.json stats.formulation)")
     g.add_argument("--lr", type=positive_float, default=0.01, metavar="E",
                    help="step size η of the discrete optimizer a flow models (gd-modified, adam-*)")
     g.add_argument("--beta1", type=unit_interval_float,
@@ -64,54 +61,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def spec_from_args(args: argparse.Namespace) -> SimulateSpec:
+    """The spec of parsed arguments; ``run.json`` records this process's command line as typed."""
+    return SimulateSpec.from_namespace(args, provenance=command_line())
+
+
 def run(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    # Build and validate everything before the run directory exists (bad input leaves nothing behind).
-    check_horizon(args.t_end, args.allow_large)
-    if args.w_star is None:
-        check_model(args.size, args.depth, args.allow_large)
-        note_slow_setup(args.size, args.quiet)
-    problem = problem_from_args(args)
-    check_model(problem.shape, args.depth, args.allow_large)
-    penalty = penalty_from_args(args)
-    flow = make_flow(args.flow, problem, args.depth, penalty, args.lam, args.model, lr=args.lr,
-                     beta1=args.beta1, beta2=args.beta2, eps=args.adam_eps)
-    factors = factors_from_args(args, problem.shape)
-    check_saved("--n-save", args.n_save, problem.shape, flow.initial_state(factors).size, args.save_matrices,
-                args.allow_large)
-    log_time_grid(args.t_end, args.n_save, None, flow.t0)
-    out = prepare_out_dir(args.out, "simulate")
-    traj = simulate(flow, factors, args.t_end, n_save=args.n_save, method=args.method, rtol=args.rtol,
-                    atol=args.atol, max_steps=args.max_steps, max_wall_time=args.max_wall_time,
-                    progress=False if args.quiet else None, save_matrices=args.save_matrices)
-    params = params_from_args(args)
-    params["problem"] = problem.description
-    params["flow_description"] = flow.describe()
-    record_tolerances(params, traj.stats)
-    wall = time.perf_counter() - start
-    png = write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=wall,
-                             no_plot=args.no_plot)
-    if not args.quiet:
-        print(summary(traj, out, wall, png))
-    elif traj.status != "ok":
-        print(f"flowsim simulate: {traj.status}: {traj.message}", file=sys.stderr)
-    return exit_code_for(traj.status)
-
-
-def summary(traj, out, wall: float, png) -> str:
-    """A short human-readable summary of a finished run."""
-    f = traj.final_metrics()
-    top = ", ".join(f"{v:.4g}" for v in np.asarray(f.get("sigma_top", []))[:6])
-    lines = [
-        f"status       {traj.status} ({traj.message})",
-        f"final t      {f.get('t', float('nan')):.4g}",
-        f"loss         {f.get('loss', float('nan')):.4e}",
-        f"test error   {f.get('test_error', float('nan')):.4e} (relative), "
-        f"RMSE {f.get('test_rmse', float('nan')):.4e}",
-        f"erank        {f.get('erank', float('nan')):.4f}",
-        f"top σ        {top}",
-        f"nfev         {traj.stats.get('nfev')}   steps {traj.stats.get('steps')}",
-        f"wall time    {wall:.2f} s",
-        f"output       {out}" + (f"  (plot {png.name})" if png else ""),
-    ]
-    return "\n".join(lines)
+    return run_simulate(spec_from_args(args)).exit_code

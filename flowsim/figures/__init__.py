@@ -4,7 +4,7 @@
 :data:`flowsim.figures.gallery.FIGURES`;
 * :mod:`flowsim.figures.jobs` — the runs behind them and their cache (``runs/figures`` by default);
 * :mod:`flowsim.figures.style` — the shared style (one colour per depth in every figure);
-* :mod:`flowsim.figures.cli` — the ``flowsim figures`` command.
+* :mod:`flowsim.cli.figures` — the ``flowsim figures`` command.
 """
 
 from .gallery import FIGURES, PAPER, PREVIEW, Figure, Setting

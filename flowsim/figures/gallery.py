@@ -3,18 +3,18 @@
 
 Every figure is a :class:`Figure`: ``jobs(setting)`` lists the runs it needs, ``draw(dirs, setting, out,
 pdf)`` plots them. :data:`FIGURES` lists them in gallery order; :data:`PAPER` is the papers' setting
-(SPEC §1.1, §8) and :data:`PREVIEW` a small problem that builds every figure in seconds (tests, a quick
-look).
+(docs/math.md §2, §13) and :data:`PREVIEW` a small problem that builds every figure in
+seconds (tests, a quick look).
 
 Horizons and integration budgets (why the runs look as they do):
 
-* gradient flow on the end product (SPEC §3.1) from balanced Gaussian factors of scale 1e-3 leaves the
+* gradient flow on the end product (docs/math.md §4) from balanced Gaussian factors of scale 1e-3 leaves the
   origin at t ≈ 10²–10³ (later for deeper N) and has converged by t = 10⁴; DOP853 at rtol 1e-7.
-* the Adam flow ``adam-layer`` (SPEC §3.4(b)) moves every entry at speed O(1): it fits within t ≈ 0.1–1,
+* the Adam flow ``adam-layer`` (docs/math.md §8.2) moves every entry at speed O(1): it fits within t ≈ 0.1–1,
   then its vector field −g/√(g² + var g) tends to a sign flow with ever faster modes, where an explicit
   solver chatters. These runs use RK45 at rtol 1e-5 with a fixed budget of steps (deterministic) and the
   plots mark with × where a run stopped before its horizon.
-* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (SPEC §2) does not vanish as a
+* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (docs/math.md §3) does not vanish as a
   singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
   flow slides along σ_i = 0 (a subgradient/Filippov solution) where an explicit solver chatters. These runs
   use RK45 at rtol 1e-5, atol 1e-7 and a budget of 2000 steps, marked × where they stop.
@@ -238,7 +238,7 @@ def draw_zhao22(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -> list
     depths = f"depths {s.zhao_depths[0]}–{s.zhao_depths[-1]}"
     fig = _zhao22_panels(dirs, s, "gf", f"Gradient flow, {depths} ({where})")
     written = style.save(fig, out, "fig2a_zhao22_gf", pdf)
-    fig = _zhao22_panels(dirs, s, "adam-layer", f"Adam flow (adam-layer, SPEC §3.4(b)), {depths} ({where})")
+    fig = _zhao22_panels(dirs, s, "adam-layer", f"Adam flow (adam-layer), {depths} ({where})")
     return written + style.save(fig, out, "fig2b_zhao22_adam", pdf)
 
 
@@ -289,7 +289,7 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
 # ---- figure 4: Razin–Cohen -------------------------------------------------------------------------------
 
 def jobs_razin(s: Setting) -> list[Job]:
-    """``flowsim razin --family`` at depth 3 (RC20 protocol, SPEC §4)."""
+    """``flowsim razin --family`` at depth 3 (RC20 protocol, docs/math.md §10)."""
     return [Job(f"razin_N3_{s.name}", {"kind": "razin", "setting": s.name, "depth": 3, "init": "balanced",
                                        "t_end": s.razin_t_end, "n_save": s.razin_n_save, "family": True})]
 
@@ -355,7 +355,8 @@ PAIRS = (("gd", "gf", 1.0, "GD vs gradient flow"), ("gd", "gd-modified", 2.0, "G
 
 
 def jobs_validation(s: Setting) -> list[Job]:
-    """GD/gf, GD/gd-modified and Adam/adam-ode over step sizes (SPEC §5) on a small problem, depth 3."""
+    """GD/gf, GD/gd-modified and Adam/adam-ode over step sizes (docs/math.md §11)
+    on a small problem, depth 3."""
     jobs = []
     for opt, against, _, _ in PAIRS:
         spec = {"kind": "validate", "setting": s.name, "problem": s.validation_problem, "depth": 3,
@@ -406,7 +407,7 @@ def draw_validation(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -> 
 # ---- figure 6: the theory checker ------------------------------------------------------------
 
 def jobs_checker(s: Setting) -> list[Job]:
-    """Every registered claim (SPEC §6)."""
+    """Every registered claim (docs/contract.md §4)."""
     return [Job(f"check_{'quick' if s.check_quick else 'full'}",
                 {"kind": "check", "quick": s.check_quick, "seed": 0})]
 

@@ -2,33 +2,33 @@
 
 A *job* is a JSON-able dictionary (``spec``) that says what to compute: a ``simulate`` run
 (:func:`flowsim.simulate.simulate`), a ``razin`` run with its perturbed family
-(:mod:`flowsim.theory.razin_cli`), a ``validate`` comparison (:func:`flowsim.validation.validate.validate`)
-or a ``check`` of every registered claim (:mod:`flowsim.theory.registry`). Its run directory is
+(:func:`flowsim.runs.razin.run_razin`), a ``validate`` comparison
+(:func:`flowsim.validation.validate.validate`) or a ``check`` of every registered claim
+(:mod:`flowsim.theory.registry`). Its run directory is
 ``DATA/KIND/LABEL--HASH`` where HASH is a digest of the spec, so a changed spec is recomputed and an
 unchanged one is re-plotted instantly. A job is computed into a temporary folder that is renamed into place
 only when complete, with ``figure_job.json`` (the spec, wall time and package versions) written last: an
 interrupted computation leaves no half-written directory.
 
-Jobs run in worker processes (``workers`` ≥ 2) with single-threaded BLAS/OpenMP: on a 2-core machine a
+Jobs run in the sweep's worker processes (:class:`flowsim.sweep.runner.LocalBackend`, ``workers`` ≥ 2)
+with single-threaded BLAS/OpenMP/torch: on a 2-core machine a
 multi-threaded BLAS busy-waits on the small (100×100) SVDs of the velocity and is 10–60× slower when the
 machine is loaded (measured: 250 ms against 4 ms per gradient-flow velocity).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 JOB_JSON = "figure_job.json"
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def _problem(p: dict[str, Any]):
 
 
 def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """A ``flowsim simulate`` run directory (SPEC §7) from the spec's problem, flow, penalty and init."""
+    """A ``flowsim simulate`` run directory (docs/contract.md §2) from the spec's
+    problem, flow, penalty and init."""
     from flowsim.flows import make_flow
     from flowsim.initializations import init_factors
     from flowsim.penalties import make_penalty
@@ -101,26 +102,28 @@ def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def compute_razin(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """A ``flowsim razin --family`` run directory (RC20; SPEC §4): trajectory, checks, family.npz, plots."""
-    from flowsim.theory import razin_cli
+    """A ``flowsim razin --family`` run directory (RC20; ``docs/math.md`` §10): trajectory, checks,
+    family.npz, plots, through :func:`flowsim.runs.razin.run_razin`."""
+    from flowsim.io import command_line
+    from flowsim.runs.outdir import release_dir
+    from flowsim.runs.razin import RazinSpec, run_razin
 
-    argv = ["--depth", str(spec["depth"]), "--init", spec.get("init", "balanced"),
-            "--t-end", repr(float(spec["t_end"])), "--n-save", str(spec["n_save"]), "--out", str(out),
-            "--quiet"]
+    options: dict[str, Any] = {"depth": int(spec["depth"]), "init": spec.get("init", "balanced"),
+                               "t_end": float(spec["t_end"]), "n_save": int(spec["n_save"]), "out": str(out),
+                               "quiet": True, "family": bool(spec.get("family", True))}
     if spec.get("init_scale") is not None:
-        argv += ["--init-scale", repr(float(spec["init_scale"]))]
-    if spec.get("family", True):
-        argv.append("--family")
-    args = razin_cli.build_parser("flowsim razin").parse_args(argv)
-    rc = razin_cli.run(args)
-    if rc in (130, 143):
+        options["init_scale"] = float(spec["init_scale"])
+    # run.json records this process's command line, as the gallery always did
+    result = run_razin(RazinSpec.from_options(options, provenance=command_line()))
+    release_dir(out)
+    if result.status == "interrupted":
         raise KeyboardInterrupt
-    info = json.loads((out / "run.json").read_text())
-    return {"status": info.get("status"), "message": info.get("message")}
+    return {"status": result.status, "message": result.message}
 
 
 def compute_validate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """``validation.json`` (SPEC §7) of a discrete optimizer against a flow over step sizes (SPEC §5)."""
+    """``validation.json`` (docs/contract.md §3) of a discrete optimizer against a flow over
+    step sizes (docs/math.md §11)."""
     from flowsim.initializations import init_factors
     from flowsim.io import atomic_write_json
     from flowsim.validation.validate import validate
@@ -138,7 +141,7 @@ def compute_validate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def compute_check(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """``check.json``: the records of every built-in claim (SPEC §6, §7 ``check --json``)."""
+    """``check.json``: the records of every built-in claim (docs/contract.md §4 ``check --json``)."""
     from flowsim.theory.registry import CheckConfig, evaluate, load_builtin_claims
     from flowsim.theory.report import write_json
 
@@ -182,32 +185,6 @@ def run_job(job: Job, data_dir: str | Path) -> Path:
 
 # ---- running many jobs ----------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def single_threaded_env() -> Iterator[None]:
-    """Set the BLAS/OpenMP thread counts to 1 for processes started inside the block (unless the user set
-    them)."""
-    saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    for k in THREAD_ENV:
-        os.environ.setdefault(k, "1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _init_worker() -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-
-
 def _worker(job: Job, data_dir: str) -> tuple[str, float]:
     start = time.perf_counter()
     run_job(job, data_dir)
@@ -228,8 +205,9 @@ def ensure_jobs(
 ) -> JobReport:
     """Compute every job whose run directory is missing; ``workers`` processes (1: in this process).
 
-    A job that raises is recorded in ``failed`` (the others go on); Ctrl-C stops the pool and re-raises
-    (finished jobs stay cached)."""
+    The worker processes are the sweep's (:class:`flowsim.sweep.runner.LocalBackend`: spawned, one
+    BLAS/OpenMP/torch thread each, stopped with the parent). A job that raises is recorded in ``failed``
+    (the others go on); Ctrl-C stops the workers and re-raises (finished jobs stay cached)."""
     log = log or (lambda s: None)
     unique: dict[Path, Job] = {}
     for j in jobs:
@@ -240,6 +218,11 @@ def ensure_jobs(
         return report
     log(f"computing {len(todo)} run(s) into {data_dir} ({len(report.reused)} cached) "
         f"with {workers} worker(s)")
+
+    def failed(j: Job, exc: BaseException) -> None:
+        report.failed[str(j.folder(data_dir))] = f"{type(exc).__name__}: {exc}"
+        log(f"  failed   {j.label}: {type(exc).__name__}: {exc}")
+
     if workers <= 1:
         for j in todo:
             start = time.perf_counter()
@@ -248,35 +231,32 @@ def ensure_jobs(
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed run is reported; the other figures go on
-                report.failed[str(j.folder(data_dir))] = f"{type(exc).__name__}: {exc}"
-                log(f"  failed   {j.label}: {type(exc).__name__}: {exc}")
+                failed(j, exc)
                 continue
             report.computed[str(j.folder(data_dir))] = time.perf_counter() - start
             log(f"  computed {j.label} ({time.perf_counter() - start:.1f} s)")
         return report
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from flowsim.sweep.runner import LocalBackend
 
     # longest first (the simulate runs at large depth), so the pool ends together
     order = {"simulate": 0, "validate": 1, "razin": 2, "check": 3}
     todo.sort(key=lambda j: (order.get(j.kind, 9), -int(j.spec.get("depth", 0))))
-    with single_threaded_env():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
-        try:
-            futures = {pool.submit(_worker, j, str(data_dir)): j for j in todo}
-            for fut in as_completed(futures):
-                j = futures[fut]
-                try:
-                    path, wall = fut.result()
-                except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
-                    report.failed[str(j.folder(data_dir))] = f"{type(exc).__name__}: {exc}"
-                    log(f"  failed   {j.label}: {type(exc).__name__}: {exc}")
-                    continue
-                report.computed[path] = wall
-                log(f"  computed {j.label} ({wall:.1f} s)")
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+    backend = LocalBackend(workers, threads=1)
+    futures: dict[Any, Job] = {}
+    try:
+        futures = {backend.submit(_worker, j, str(data_dir)): j for j in todo}
+        for fut in backend.as_completed(list(futures)):
+            j = futures[fut]
+            try:
+                path, wall = fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
+                failed(j, exc)
+                continue
+            report.computed[path] = wall
+            log(f"  computed {j.label} ({wall:.1f} s)")
+    except KeyboardInterrupt:
+        backend.cancel(list(futures))
+        backend.close(wait=False)
+        raise
+    backend.close()
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import BadInputError
 from ..penalties import Penalty
 from ..problems import CompletionProblem
-from .base import Flow
+from .base import ArrivalFlow, EndProductStateFlow, Flow, PenalizedFlow
 from .gf import EndProductFlow, LayerwiseFlow
 from .gradient import (
     FactorPacker,
@@ -14,9 +14,11 @@ from .gradient import (
     end_product_velocity,
     layer_gradients,
     layerwise_velocity,
+    singular_value_projection,
     singular_value_velocity,
     total_gradient,
 )
+from .layer_state import LayerStateFlow
 
 FLOW_NAMES = ("gf", "gd-modified", "adam-printed", "adam-layer", "adam-ode", "adam-sign")
 MODEL_NAMES = ("end-product", "layers", "auto")
@@ -31,7 +33,7 @@ def make_flow(
     model: str = "end-product",
     **options: float,
 ) -> Flow:
-    """Build the flow called ``name`` (``--flow``) with ``model`` (``--model``). See SPEC §3."""
+    """Build the flow called ``name`` (``--flow``) with ``model`` (``--model``). See docs/math.md §4–§9."""
     if model not in MODEL_NAMES:
         raise BadInputError(f"--model must be one of {'|'.join(MODEL_NAMES)}, got {model!r}")
     if name == "gf":
@@ -47,7 +49,7 @@ def make_flow(
         cls = EndProductFlow if model == "end-product" else LayerwiseFlow
         return cls(problem, depth, penalty, lam)
     # adam-layer, adam-ode and gd-modified always run on the layer factors and adam-printed on the end
-    # product (SPEC §3.4, §3.5); ``model`` selects the state of ``gf`` only.
+    # product (docs/math.md §8, §7); ``model`` selects the state of ``gf`` only.
     if name == "adam-layer":
         from .adam import AdamLayerFlow
 
@@ -76,7 +78,8 @@ def make_flow(
 
 
 __all__ = [
-    "FLOW_NAMES", "MODEL_NAMES", "EndProductFlow", "FactorPacker", "Flow", "LayerwiseFlow",
-    "apply_end_product_preconditioner", "end_product_kernel", "end_product_velocity", "layer_gradients",
-    "layerwise_velocity", "make_flow", "singular_value_velocity", "total_gradient",
+    "FLOW_NAMES", "MODEL_NAMES", "ArrivalFlow", "EndProductFlow", "EndProductStateFlow", "FactorPacker",
+    "Flow", "LayerStateFlow", "LayerwiseFlow", "PenalizedFlow", "apply_end_product_preconditioner",
+    "end_product_kernel", "end_product_velocity", "layer_gradients", "layerwise_velocity", "make_flow",
+    "singular_value_projection", "singular_value_velocity", "total_gradient",
 ]

@@ -1,17 +1,17 @@
-"""Adam-type flows (SPEC §3.4): the printed Zhao22 Theorem 1/3 flow, the exact layer-wise variance-adapted
-flow, and the Adam ODE with moment states (BB21).
+"""Adam-type flows (docs/math.md §8): the printed Zhao22 Theorem 1/3 flow, the exact layer-wise
+variance-adapted flow, and the Adam ODE with moment states (BB21).
 
-* ``adam-printed`` (:class:`AdamPrintedFlow`, SPEC §3.4(a)): end-product state W; Ẇ from Zhao22 Eq. 6
+* ``adam-printed`` (:class:`AdamPrintedFlow`, docs/math.md §8.1): end-product state W; Ẇ from Zhao22 Eq. 6
   (Theorem 1) or Eq. 9 (Theorem 3, ratio penalty) *as printed* (:mod:`flowsim.flows.printed`), with the
-  layer gradients taken from the canonical balanced factorization of W (SPEC §0).
-* ``adam-layer`` (:class:`AdamLayerFlow`, SPEC §3.4(b)): layer state; Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR).
-* ``adam-ode`` (:class:`AdamODEFlow`, SPEC §3.4(c)): layer, first- and second-moment states; the faithful
+  layer gradients taken from the canonical balanced factorization of W (docs/math.md §1).
+* ``adam-layer`` (:class:`AdamLayerFlow`, docs/math.md §8.2): layer state; Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR).
+* ``adam-ode`` (:class:`AdamODEFlow`, docs/math.md §8.3): layer, first- and second-moment states; the faithful
   continuous model of discrete Adam at step size η.
 * ``adam-sign`` (:class:`AdamSignFlow`): layer state; Ẇ_j = −g_j/(|g_j| + ε), the limit of discrete Adam
   with β₁, β₂ fixed and η → 0 (BB21; ``docs/math.md``, "The fixed-β limit").
 
 ``adam-printed``, ``adam-layer`` and ``adam-sign`` move at speed O(1) however small ∇ℓ is, so they reach the
-stationary set in finite time; they integrate through :func:`flowsim.flows.base.solve_with_arrival`
+stationary set in finite time; the integrator drives them with :func:`flowsim.integrator.solve_with_arrival`
 (``docs/math.md``, "Finite-time arrival").
 
 The ε of S_j (adam-printed, adam-layer) is Adam's ε (default 1e-8), entering as
@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..factors import end_product, layer_dims
+from ..errors import BadInputError, check_positive
+from ..factors import end_product
 from ..penalties import Penalty, RatioPenalty
 from ..problems import CompletionProblem
-from .base import ArrivalFlow, Flow
-from .gradient import FactorPacker, layer_gradients, total_gradient
+from .base import ArrivalFlow, EndProductStateFlow
+from .gradient import layer_gradients, total_gradient
+from .layer_state import LayerStateFlow
 from .printed import CONVENTIONS, signed_balanced_factors, theorem1_velocity, theorem3_velocity
 from .variance import variance_adapted_layer_velocity
 
@@ -39,8 +40,7 @@ DEFAULT_ADAM_EPS = 1e-8
 
 
 def _check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
-    if not (math.isfinite(lr) and lr > 0):
-        raise BadInputError(f"--lr must be a finite number > 0, got {lr!r}")
+    check_positive("--lr", lr)
     for name, b in (("--beta1", beta1), ("--beta2", beta2)):
         if not (math.isfinite(b) and 0 <= b < 1):
             raise BadInputError(f"{name} must lie in [0, 1), got {b!r}")
@@ -48,50 +48,8 @@ def _check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
         raise BadInputError(f"--adam-eps must be a finite number ≥ 0, got {eps!r}")
 
 
-class _LayerStateFlow(Flow):
-    """Shared plumbing of flows whose state starts with the packed layer factors."""
-
-    model = "layers"
-
-    def __init__(self, problem: CompletionProblem, depth: int, penalty: Penalty | None, lam: float):
-        self.problem = problem
-        self.depth = int(depth)
-        self.penalty = penalty if penalty is not None else Penalty()
-        self.lam = float(lam)
-        self.packer: FactorPacker | None = None
-
-    def _set_packer(self, factors: Sequence[np.ndarray]) -> FactorPacker:
-        if len(factors) != self.depth:
-            raise ValueError(f"expected {self.depth} factors, got {len(factors)}")
-        self.packer = FactorPacker(layer_dims(factors))
-        return self.packer
-
-    def layer_factors(self, y: np.ndarray) -> list[np.ndarray]:
-        assert self.packer is not None, "call initial_state first"
-        return self.packer.unpack(y[: self.packer.size])
-
-    def end_product(self, y: np.ndarray) -> np.ndarray:
-        return end_product(self.layer_factors(y))
-
-    def total_layer_gradients(self, factors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ + λ∇R)(W) W_{j−1:1}ᵀ (SPEC §3.3)."""
-        G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
-        return layer_gradients(factors, G)
-
-    def arrival_gradient(self, y: np.ndarray) -> np.ndarray:
-        """The packed layer gradients ∇_{W_j}(ℓ + λR) at the state y (zero on the stationary set)."""
-        assert self.packer is not None, "call initial_state first"
-        return self.packer.pack(self.total_layer_gradients(self.layer_factors(y)))
-
-    def describe(self) -> dict[str, Any]:
-        d = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(), "lam": self.lam}
-        if self.packer is not None:
-            d["dims"] = self.packer.dims
-        return d
-
-
-class AdamLayerFlow(_LayerStateFlow, ArrivalFlow):
-    """Exact layer-wise variance-adapted flow (SPEC §3.4(b), the dynamics Zhao22 Theorem 1 approximates):
+class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
+    """Exact layer-wise variance-adapted flow (docs/math.md §8.2, the dynamics Zhao22 Theorem 1 approximates):
 
         Ẇ_j = −S_j ⊙ ∇_{W_j}(ℓ + λR),  S_j = ((∇_{W_j})^{⊙2} + s_j² + ε²)^{⊙−1/2},  s_j² = var(∇_{W_j}).
 
@@ -101,19 +59,12 @@ class AdamLayerFlow(_LayerStateFlow, ArrivalFlow):
     name = "adam-layer"
 
     def __init__(
-        self,
-        problem: CompletionProblem,
-        depth: int,
-        penalty: Penalty | None = None,
-        lam: float = 0.0,
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
         eps: float = DEFAULT_ADAM_EPS,
     ):
         super().__init__(problem, depth, penalty, lam)
         _check_adam(1.0, 0.0, 0.0, eps)
         self.eps = float(eps)
-
-    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
-        return self._set_packer(factors).pack(factors)
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         factors = self.layer_factors(y)
@@ -147,8 +98,8 @@ class AdamSignFlow(AdamLayerFlow):
         return sign_velocity(self.arrival_gradient(y), self.eps)
 
 
-class AdamODEFlow(_LayerStateFlow):
-    """Adam ODE with moment states (SPEC §3.4(c); BB21), per layer W_j with moments m_j, v_j:
+class AdamODEFlow(LayerStateFlow):
+    """Adam ODE with moment states (docs/math.md §8.3; BB21), per layer W_j with moments m_j, v_j:
 
         ṁ = a(g − m),  v̇ = b(g⊙g − v),  Ẇ_j = −[m/(1 − e^{−at})] / (ε + sqrt(v/(1 − e^{−bt}))),
         a = (1 − β₁)/η,  b = (1 − β₂)/η,  g = ∇_{W_j}(ℓ + λR),  t = kη.
@@ -164,15 +115,8 @@ class AdamODEFlow(_LayerStateFlow):
     name = "adam-ode"
 
     def __init__(
-        self,
-        problem: CompletionProblem,
-        depth: int,
-        penalty: Penalty | None = None,
-        lam: float = 0.0,
-        lr: float = 0.01,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = DEFAULT_ADAM_EPS,
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
+        lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.999, eps: float = DEFAULT_ADAM_EPS,
     ):
         super().__init__(problem, depth, penalty, lam)
         _check_adam(lr, beta1, beta2, eps)
@@ -196,7 +140,7 @@ class AdamODEFlow(_LayerStateFlow):
         return Ws, ms, vs
 
     def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
-        packer = self._set_packer(factors)
+        packer = self.set_packer(factors)
         Ws, ms, vs = self.first_step(factors)
         return np.concatenate([packer.pack(Ws), packer.pack(ms), packer.pack(vs)])
 
@@ -230,8 +174,9 @@ class AdamODEFlow(_LayerStateFlow):
         }
 
 
-class AdamPrintedFlow(ArrivalFlow):
-    """Zhao22 Theorem 1 (Eq. 6) / Theorem 3 (Eq. 9) as printed, integrated on the end product (SPEC §3.4(a)):
+class AdamPrintedFlow(EndProductStateFlow, ArrivalFlow):
+    """Zhao22 Theorem 1 (Eq. 6) / Theorem 3 (Eq. 9) as printed, integrated on the
+    end product (docs/math.md §8.1):
 
         vec(Ẇ) = −Σ_j ((WWᵀ)^{(j−1)/N} ⊗ (WᵀW)^{(N−j)/N}) G_j vec(X),  G_j = diag(vec S_j),
 
@@ -246,16 +191,10 @@ class AdamPrintedFlow(ArrivalFlow):
     """
 
     name = "adam-printed"
-    model = "end-product"
 
     def __init__(
-        self,
-        problem: CompletionProblem,
-        depth: int,
-        penalty: Penalty | None = None,
-        lam: float = 0.0,
-        eps: float = DEFAULT_ADAM_EPS,
-        convention: str = "row-major",
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
+        eps: float = DEFAULT_ADAM_EPS, convention: str = "row-major",
     ):
         if convention not in CONVENTIONS:
             raise BadInputError(f"convention must be one of {'|'.join(CONVENTIONS)}, got {convention!r}")
@@ -266,24 +205,14 @@ class AdamPrintedFlow(ArrivalFlow):
                 "multiplies vec ∇ℓ by diag(vec S_j), defined only when every layer has m·n entries"
             )
         _check_adam(1.0, 0.0, 0.0, eps)
-        self.problem = problem
-        self.depth = int(depth)
-        self.penalty = penalty if penalty is not None else Penalty()
-        self.lam = float(lam)
+        super().__init__(problem, depth, penalty, lam)
         self.eps = float(eps)
         self.convention = convention
-        self.shape = problem.shape
         self.theorem = (
             1
             if (self.lam == 0.0 or self.penalty.is_zero)
             else (3 if isinstance(self.penalty, RatioPenalty) else "1-exact-penalty")
         )
-
-    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array(end_product(factors), dtype=float).ravel()
-
-    def end_product(self, y: np.ndarray) -> np.ndarray:
-        return y.reshape(self.shape)
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         return self.velocity(y.reshape(self.shape)).ravel()
@@ -312,9 +241,6 @@ class AdamPrintedFlow(ArrivalFlow):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "depth": self.depth,
-            "penalty": self.penalty.spec(),
-            "lam": self.lam,
             "eps": self.eps,
             "convention": self.convention,
             "theorem": self.theorem,

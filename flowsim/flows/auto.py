@@ -1,13 +1,14 @@
-"""Gradient flow by the cheaper exact formulation (issue 8): end-product state (SPEC §3.1) or layer state
-(SPEC §3.3), picked from the initial factors, the depth and the penalty.
+"""Gradient flow by the cheaper exact formulation: end-product state (docs/math.md §4) or layer
+state (docs/math.md §6), picked from the initial factors, the depth and the penalty.
 
 Both formulations integrate the same dynamics when the initial factors are balanced (ACH18 Thm. 1: the end
 product of layer-wise gradient flow from balanced factors follows Ẇ = −P_W(∇ℓ + λ∇R)). Their costs per
 velocity evaluation differ:
 
-* end-product (§3.1): one SVD of W plus four m×n matrix products (no SVD for N = 1 without a penalty);
-* layers (§3.3): 3(N − 1) matrix products, no SVD — unless a penalty is active, whose gradient ∇R needs the
-  SVD of W anyway, on top of the layer products.
+* end-product (docs/math.md §4): one SVD of W plus four m×n matrix products (no SVD for N = 1 without a
+  penalty);
+* layers (docs/math.md §6): 3(N − 1) matrix products, no SVD — unless a penalty is active, whose gradient
+  ∇R needs the SVD of W anyway, on top of the layer products.
 
 The rule (:func:`choose_formulation`):
 
@@ -32,10 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..factors import balancedness_residuals
-from ..integrator import IntegrationResult
 from ..penalties import Penalty
 from ..problems import CompletionProblem
-from .base import Flow
+from .base import PenalizedFlow
 from .filippov import FilippovSpectralFlow
 from .gf import EndProductFlow, LayerwiseFlow
 
@@ -45,8 +45,8 @@ BALANCE_TOL = 1e-10
 
 
 def relative_imbalance(factors: Sequence[np.ndarray]) -> float:
-    """max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F / max_j ‖W_j‖_F² (SPEC §0 balancedness; 0 for N = 1 and for
-    all-zero factors)."""
+    """max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F / max_j ‖W_j‖_F² (docs/math.md §1 balancedness; 0 for N = 1
+    and for all-zero factors)."""
     if len(factors) < 2:
         return 0.0
     scale = max(float(np.sum(np.square(F))) for F in factors)
@@ -78,9 +78,10 @@ def choose_formulation(
                       f"{3 * (depth - 1)} matrix products per evaluation, no SVD")
 
 
-class AutoGradientFlow(Flow):
-    """Gradient flow (SPEC §3.1 ≡ §3.3 on balanced factors) on the state picked by :func:`choose_formulation`
-    when :meth:`initial_state` sees the factors. ``formulation`` and ``formulation_reason`` say which."""
+class AutoGradientFlow(PenalizedFlow):
+    """Gradient flow (docs/math.md §4 ≡ §6 on balanced factors) on the state picked by
+    :func:`choose_formulation` when :meth:`initial_state` sees the factors. ``formulation`` and
+    ``formulation_reason`` say which."""
 
     name = "gf"
     model = "auto"
@@ -89,16 +90,16 @@ class AutoGradientFlow(Flow):
         self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
         balance_tol: float = BALANCE_TOL,
     ):
-        self.problem = problem
-        self.depth = int(depth)
-        self.penalty = penalty if penalty is not None else Penalty()
-        self.lam = float(lam)
+        super().__init__(problem, depth, penalty, lam)
         self.balance_tol = float(balance_tol)
         self.formulation: str | None = None
         self.formulation_reason = ""
         self._inner: EndProductFlow | LayerwiseFlow | FilippovSpectralFlow | None = None
 
-    def _flow(self) -> EndProductFlow | LayerwiseFlow | FilippovSpectralFlow:
+    @property
+    def chosen(self) -> EndProductFlow | LayerwiseFlow | FilippovSpectralFlow:
+        """The flow of the chosen formulation (the integrator runs its driver); set by
+        :meth:`initial_state`."""
         assert self._inner is not None, "call initial_state first"
         return self._inner
 
@@ -114,22 +115,17 @@ class AutoGradientFlow(Flow):
             self._inner = cls(self.problem, self.depth, self.penalty, self.lam)
         return self._inner.initial_state(factors)
 
-    def solve(self, y0: np.ndarray, t_eval: np.ndarray, **integrate_kwargs: Any) -> IntegrationResult:
-        """The chosen formulation's own driver (the Filippov flow runs event-driven segments)."""
-        return self._flow().solve(y0, t_eval, **integrate_kwargs)
-
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        return self._flow()(t, y)
+        return self.chosen(t, y)
 
     def end_product(self, y: np.ndarray) -> np.ndarray:
-        return self._flow().end_product(y)
+        return self.chosen.end_product(y)
 
     def layer_factors(self, y: np.ndarray) -> list[np.ndarray] | None:
-        return self._flow().layer_factors(y)
+        return self.chosen.layer_factors(y)
 
     def describe(self) -> dict[str, Any]:
-        d: dict[str, Any] = {**super().describe(), "depth": self.depth, "penalty": self.penalty.spec(),
-                             "lam": self.lam, "balance_tol": self.balance_tol}
+        d: dict[str, Any] = {**super().describe(), "balance_tol": self.balance_tol}
         if self._inner is not None:
             d = {**self._inner.describe(), **d, "formulation": self.formulation,
                  "formulation_reason": self.formulation_reason}

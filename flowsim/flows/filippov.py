@@ -29,16 +29,15 @@ from 0 is integrated exactly on the rank-(r+1) manifold almost from the start.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..integrator import IntegrationResult, integrate
 from ..penalties import Penalty
 from ..problems import CompletionProblem
-from .base import Flow
+from .base import EndProductStateFlow
+from .gradient import singular_value_projection
 
 #: relative zero level of a shrinking singular value (module docstring): its error is second order
 #: (≈ 3e-7·σ₁ at 1e-3 on the 12×12 problem, ∝ zero_tol²), and it keeps the run out of the stiff layer σ → 0.
@@ -107,13 +106,12 @@ class _SvdCache:
         return self.value
 
 
-class FilippovSpectralFlow(Flow):
+class FilippovSpectralFlow(EndProductStateFlow):
     """Depth-1 gradient flow of ℓ + λR for a penalty with ``sticks_at_zero`` (nuclear, ratio, Schatten p ≤ 1,
     p < q): the minimal-norm-subgradient (Filippov) solution, integrated between rank-changing events by
-    :meth:`solve` (module docstring). State: W raveled row-major."""
+    :func:`flowsim.integrator.solve_sliding` (module docstring). State: W raveled row-major."""
 
     name = "gf"
-    model = "end-product"
     formulation = "filippov"
     formulation_reason = ("depth 1 with a penalty that is non-smooth at σ_i = 0: minimal-norm-subgradient "
                           "(Filippov) flow with rank-changing events")
@@ -122,11 +120,7 @@ class FilippovSpectralFlow(Flow):
                  leave_tol: float = LEAVE_TOL):
         if not penalty.sticks_at_zero:
             raise ValueError(f"penalty {penalty.spec()} is not non-smooth at σ = 0; use EndProductFlow")
-        self.problem = problem
-        self.depth = 1
-        self.penalty = penalty
-        self.lam = float(lam)
-        self.shape = problem.shape
+        super().__init__(problem, 1, penalty, lam)
         self.zero_tol = float(zero_tol)
         self.leave_tol = float(leave_tol)
         self.zero_level = 0.0
@@ -134,21 +128,19 @@ class FilippovSpectralFlow(Flow):
         self.rank = min(self.shape)
         self.events: list[dict[str, Any]] = []
         self.event_counts: dict[str, int] = {"sigma_to_zero": 0, "leaves_zero": 0, "rank_up": 0}
-        self._svd = _SvdCache(self.shape)
+        self.svd = _SvdCache(self.shape)
 
     def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
         if len(factors) != 1:
             raise ValueError(f"the Filippov flow is a depth-1 model, got {len(factors)} factors")
         W = np.array(factors[0], dtype=float)
         s = np.linalg.svd(W, compute_uv=False)
-        self._set_levels(float(s[0]) if s.size else 0.0)
+        self.set_levels(float(s[0]) if s.size else 0.0)
         self.rank = int(np.sum(s > self.leave_level))
-        return self._truncate(W, self.rank).ravel()
+        return self.truncate(W, self.rank).ravel()
 
-    def end_product(self, y: np.ndarray) -> np.ndarray:
-        return y.reshape(self.shape)
-
-    def _set_levels(self, sigma_1: float) -> None:
+    def set_levels(self, sigma_1: float) -> None:
+        """The zero and leave levels relative to σ₁(W) (σ₁(W*) while W = 0), module docstring."""
         scale = sigma_1 if sigma_1 > 0 else float(np.linalg.norm(self.problem.W_star, 2))
         self.zero_level = self.zero_tol * scale
         self.leave_level = self.leave_tol * scale
@@ -158,7 +150,7 @@ class FilippovSpectralFlow(Flow):
         return filippov_velocity(W, self.problem, self.penalty, self.lam, self.rank).ravel()
 
     @staticmethod
-    def _truncate(W: np.ndarray, rank: int) -> np.ndarray:
+    def truncate(W: np.ndarray, rank: int) -> np.ndarray:
         """The best rank-``rank`` approximation U_r Σ_r V_rᵀ (Eckart–Young)."""
         U, s, Vt = np.linalg.svd(W, full_matrices=False)
         return (U[:, :rank] * s[:rank]) @ Vt[:rank]
@@ -169,28 +161,54 @@ class FilippovSpectralFlow(Flow):
         r = self.rank
         if r >= min(self.shape):
             return -np.inf
-        U, s, Vt = self._svd(y)
+        U, s, Vt = self.svd(y)
         tau = self.lam * self.penalty.null_threshold(s[:r])
         if not np.isfinite(tau):
             return -np.inf
         N = U[:, r:].T @ self.problem.grad(y.reshape(self.shape)) @ Vt[r:].T
         return float(np.linalg.norm(N, 2)) - tau
 
-    def _event_functions(self, y: np.ndarray) -> list[Callable[[float, np.ndarray], float]]:
+    def begin_segment(self, t: float, y: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The sliding rule at the start of a segment of constant active rank from (t, y): (state, sliding).
+
+        The levels are set from σ₁(W). When the null block is sliding (‖U₀ᵀ∇ℓV₀‖₂ < τ) the state is
+        truncated to the active rank (its null block exactly 0, clearing what the integrator's errors left
+        there); otherwise the directions that grew together past the leave level join the active set.
+        """
+        self.set_levels(float(self.svd(y)[1][0]))
+        sliding = self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
+        if sliding:
+            return self.truncate(y.reshape(self.shape), self.rank).ravel(), True
+        sv = self.svd(y)[1]
+        while self.rank < min(self.shape) and sv[self.rank] > self.leave_level:
+            self.rank += 1
+            self.record("rank_up", t, self.rank - 1)
+        return y, False
+
+    def segment_states(self, ys: np.ndarray, sliding: bool) -> np.ndarray:
+        """The saved states (rows of ``ys``) of a segment begun by :meth:`begin_segment`: a sliding segment
+        ends at the first leaving event, so its states have the active rank exactly."""
+        if not sliding:
+            return ys
+        return np.array([self.truncate(x.reshape(self.shape), self.rank).ravel() for x in ys])
+
+    def event_functions(self, y: np.ndarray) -> list[Callable[[float, np.ndarray], float]]:
+        """The terminal events of a segment from y (``sigma_to_zero``, ``rank_up``, ``leaves_zero``; module
+        docstring), in ``solve_ivp``'s form."""
         r, leave = self.rank, self.leave_level
-        s = self._svd(y)[1]
+        s = self.svd(y)[1]
         drop = 0.5 * min(self.zero_level, float(s[r - 1])) if r > 0 else 0.0
         events: list[Callable[[float, np.ndarray], float]] = []
 
         def sigma_to_zero(t: float, x: np.ndarray) -> float:
-            return float(self._svd(x)[1][r - 1]) - drop
+            return float(self.svd(x)[1][r - 1]) - drop
 
         def rank_up(t: float, x: np.ndarray) -> float:
             # only a null block that is growing (S_τ ≠ 0) can promote a direction: the integrator's
             # local errors also leave round-off-sized singular values there
             if self.null_gradient_excess(x) <= 0:
                 return -leave
-            return float(self._svd(x)[1][r]) - leave
+            return float(self.svd(x)[1][r]) - leave
 
         def leaves_zero(t: float, x: np.ndarray) -> float:
             return self.null_gradient_excess(x)
@@ -206,98 +224,34 @@ class FilippovSpectralFlow(Flow):
                 events.append(leaves_zero)
         return events
 
-    def _record(self, kind: str, t: float, index: int) -> None:
+    def record(self, kind: str, t: float, index: int) -> None:
+        """Count a rank-changing event (and list it, up to ``MAX_LISTED_EVENTS``)."""
         self.event_counts[kind] += 1
         if len(self.events) < MAX_LISTED_EVENTS:
             self.events.append({"t": float(t), "kind": kind, "index": int(index), "rank_after": self.rank})
 
-    def solve(self, y0: np.ndarray, t_eval: np.ndarray, **kwargs: Any) -> IntegrationResult:
-        """Integrate from y0 over ``t_eval`` in segments of constant active rank, one :func:`integrate` call
-        per segment (terminal events end a segment; the state is updated and the next segment continues
-        on the remaining saving times). Step and wall-time budgets apply to the whole run."""
-        start = time.perf_counter()
-        t_eval = np.asarray(t_eval, dtype=float)
-        max_steps = kwargs.pop("max_steps", None)
-        max_wall = kwargs.pop("max_wall_time", None)
-        kwargs.pop("events", None)
-        ts: list[np.ndarray] = [t_eval[:1]]
-        ys: list[np.ndarray] = [np.asarray(y0, dtype=float)[None, :]]
-        totals = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
-        t_cur, y = float(t_eval[0]), np.asarray(y0, dtype=float)
-        res: IntegrationResult | None = None
-        status, message = "ok", "reached t_end"
-        n_events = 0
-        while True:
-            grid = np.concatenate([[t_cur], t_eval[t_eval > t_cur]])
-            if grid.size < 2:
-                break
-            budget = {}
-            if max_steps is not None:
-                budget["max_steps"] = max(1, int(max_steps) - totals["nsteps"])
-            if max_wall is not None:
-                budget["max_wall_time"] = max(1e-3, float(max_wall) - (time.perf_counter() - start))
-            self._set_levels(float(self._svd(y)[1][0]))
-            sliding = self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
-            if not sliding:  # directions that grew together past the leave level join the active set now
-                sv = self._svd(y)[1]
-                while self.rank < min(self.shape) and sv[self.rank] > self.leave_level:
-                    self.rank += 1
-                    self._record("rank_up", t_cur, self.rank - 1)
-            if sliding:
-                # the null block of W is exactly 0 (clears what the integrator's errors left there)
-                y = self._truncate(y.reshape(self.shape), self.rank).ravel()
-            events = self._event_functions(y)
-            res = integrate(self, y, grid, events=events, **budget, **kwargs)
-            for key, attr in (("nfev", "nfev"), ("njev", "njev"), ("nlu", "nlu"), ("nsteps", "nsteps")):
-                totals[key] += int(getattr(res, attr))
-            ts.append(res.t[1:])
-            saved = res.y[1:]
-            if sliding:  # the segment ends at the first leaving event: its saved states have rank ``rank``
-                saved = np.array([self._truncate(x.reshape(self.shape), self.rank).ravel() for x in saved])
-            ys.append(saved.reshape(-1, y.size))
-            if res.status != "event":
-                status, message = res.status, res.message
-                break
-            n_events += 1
-            if n_events > MAX_EVENTS:
-                status = "failed"
-                message = (f"more than {MAX_EVENTS} rank-changing events by t={res.t_last:.6g} (chattering "
-                           f"between rank {self.rank - 1} and {self.rank + 1})")
-                break
-            t_cur, y = self._apply_event(res, events[int(res.event_index)].__name__)
-        t_all = np.concatenate(ts)
-        y_all = np.concatenate(ys)
-        return IntegrationResult(
-            t=t_all, y=y_all, status=status, message=message,
-            t_last=float(res.t_last) if res is not None else float(t_eval[0]),
-            nfev=totals["nfev"], njev=totals["njev"], nlu=totals["nlu"], nsteps=totals["nsteps"],
-            method=res.method if res is not None else str(kwargs.get("method", "DOP853")),
-            rtol=res.rtol if res is not None else float(kwargs.get("rtol", 0.0)),
-            atol=res.atol if res is not None else float(kwargs.get("atol", 0.0)),
-            wall_time_s=time.perf_counter() - start, extra=self.statistics(),
-        )
-
-    def _apply_event(self, res: IntegrationResult, kind: str) -> tuple[float, np.ndarray]:
-        """Update the active rank (and, for a singular value reaching 0, the state) at a terminal event."""
-        t = float(res.t_last)
-        assert res.event_index is not None
-        y_event = res.y_last if res.y_last is not None else res.y_events[res.event_index][-1]
-        y = np.asarray(y_event, dtype=float)
+    def apply_event(self, t: float, y: np.ndarray, kind: str) -> np.ndarray:
+        """Update the active rank (and, for a singular value reaching 0, the state) at a terminal event of
+        kind ``kind`` (the name of one of :meth:`event_functions`) at (t, y); returns the state to continue
+        from."""
+        y = np.asarray(y, dtype=float)
         if kind == "sigma_to_zero":
             # σ_r is at its drop level: it reaches 0 after σ_r/|σ̇_r| more (recorded as the event time)
             W = y.reshape(self.shape)
             U, s, Vt = np.linalg.svd(W, full_matrices=False)
-            speed = -float(U[:, self.rank - 1] @ self(t, y).reshape(self.shape) @ Vt[self.rank - 1])
+            r = self.rank
+            Wdot = self(t, y).reshape(self.shape)
+            speed = -float(singular_value_projection(Wdot, U[:, r - 1:r], Vt[r - 1:r])[0])
             t_zero = t + float(s[self.rank - 1]) / speed if speed > 0 else t
             self.rank -= 1
-            y = self._truncate(W, self.rank).ravel()
-            self._record(kind, t_zero, self.rank)
+            y = self.truncate(W, self.rank).ravel()
+            self.record(kind, t_zero, self.rank)
         elif kind == "rank_up":
             self.rank += 1
-            self._record(kind, t, self.rank - 1)
+            self.record(kind, t, self.rank - 1)
         else:
-            self._record(kind, t, self.rank)
-        return t, y
+            self.record(kind, t, self.rank)
+        return y
 
     def statistics(self) -> dict[str, Any]:
         """Events and rank for ``run.json`` (``stats``)."""
@@ -307,5 +261,5 @@ class FilippovSpectralFlow(Flow):
                 "events_listed": len(self.events)}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "depth": 1, "penalty": self.penalty.spec(), "lam": self.lam,
-                "formulation": self.formulation, "zero_tol": self.zero_tol, "leave_tol": self.leave_tol}
+        return {**super().describe(), "formulation": self.formulation, "zero_tol": self.zero_tol,
+                "leave_tol": self.leave_tol}

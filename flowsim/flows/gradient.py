@@ -1,4 +1,4 @@
-"""Gradient-flow vector fields of a depth-N linear network (SPEC §3.1–§3.3).
+"""Gradient-flow vector fields of a depth-N linear network (docs/math.md §4–§6).
 
 All end-product computations work in the SVD basis; no Kronecker product is ever formed.
 """
@@ -15,7 +15,8 @@ from ..problems import CompletionProblem
 
 
 def end_product_kernel(s: np.ndarray, shape: tuple[int, int], depth: int) -> np.ndarray:
-    """K_kl = Σ_{j=1}^{N} σ_k^{2(j−1)/N} σ_l^{2(N−j)/N} (SPEC §3.1; ACH18 Thm. 1, Zhao22 Eq. 4, SVD basis).
+    """K_kl = Σ_{j=1}^{N} σ_k^{2(j−1)/N} σ_l^{2(N−j)/N} (docs/math.md §4; ACH18
+    Thm. 1, Zhao22 Eq. 4, SVD basis).
 
     σ is padded with zeros to length m (rows) and n (columns), with 0⁰ = 1, so K represents P_W on the
     full space even when W is singular. The geometric sum equals (σ_k² − σ_l²)/(σ_k^{2/N} − σ_l^{2/N}) for
@@ -50,7 +51,8 @@ def full_svd(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def apply_end_product_preconditioner(
     W: np.ndarray, X: np.ndarray, depth: int, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """P_W(X) = Σ_j (WWᵀ)^{(j−1)/N} X (WᵀW)^{(N−j)/N} = U (K ∘ UᵀXV) Vᵀ (SPEC §3.1; ACH18 / Zhao22 Eq. 4).
+    """P_W(X) = Σ_j (WWᵀ)^{(j−1)/N} X (WᵀW)^{(N−j)/N} = U (K ∘ UᵀXV) Vᵀ
+    (docs/math.md §4; ACH18 / Zhao22 Eq. 4).
 
     In vec form: vec(P_W(X)) = [Σ_j (WᵀW)^{(N−j)/N} ⊗ (WWᵀ)^{(j−1)/N}] vec(X) (column-major vec).
     """
@@ -67,7 +69,7 @@ def end_product_velocity(
     lam: float = 0.0,
     svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Ẇ = −Σ_{j=1}^{N} (WWᵀ)^{(j−1)/N} G (WᵀW)^{(N−j)/N}, G = ∇ℓ(W) + λ∇R(W) (SPEC §3.1; ACH18 Thm. 1,
+    """Ẇ = −Σ_{j=1}^{N} (WWᵀ)^{(j−1)/N} G (WᵀW)^{(N−j)/N}, G = ∇ℓ(W) + λ∇R(W) (docs/math.md §4; ACH18 Thm. 1,
     Zhao22 Eq. 4). Evaluated as Ẇ = −U (K ∘ G̃) Vᵀ with G̃ = UᵀGV; the spectral penalty adds λ g(σ) to the
     diagonal of G̃ (its gradient is U diag(g) Vᵀ). Cost: one SVD plus four m×n matrix products.
     """
@@ -78,7 +80,8 @@ def end_product_velocity(
     Gt = U.T @ problem.grad(W) @ Vt.T
     if penalized:
         r = s.size
-        Gt[np.arange(r), np.arange(r)] += lam * penalty.spectral_grad(s, W.shape)
+        # (``penalized`` implies ``penalty is not None``)
+        Gt[np.arange(r), np.arange(r)] += lam * penalty.spectral_grad(s, W.shape)  # type: ignore[union-attr]
     Gt *= end_product_kernel(s, W.shape, depth)
     np.negative(Gt, out=Gt)
     return U @ Gt @ Vt
@@ -87,11 +90,21 @@ def end_product_velocity(
 def total_gradient(
     W: np.ndarray, problem: CompletionProblem, penalty: Penalty | None = None, lam: float = 0.0
 ) -> np.ndarray:
-    """G = ∇ℓ(W) + λ∇R(W) (SPEC §3)."""
+    """G = ∇ℓ(W) + λ∇R(W) (docs/math.md §4)."""
     G = problem.grad(W)
     if penalty is not None and lam != 0.0 and not penalty.is_zero:
         G = G + lam * penalty.grad(W)
     return G
+
+
+def singular_value_projection(X: np.ndarray, U: np.ndarray, Vt: np.ndarray) -> np.ndarray:
+    """p_r = u_rᵀ X v_r for the singular pairs given as the columns of U and the rows of Vt
+    (W = U diag(σ) Vᵀ).
+
+    With X = Ẇ it is σ̇_r, the first-order perturbation of a simple singular value; with X = ∇ℓ(W) it is the
+    projected loss gradient of the singular-value dynamics (docs/math.md §5; ACHL19 Thm. 3, Zhao22 Eq. 3).
+    """
+    return np.einsum("ir,ir->r", U, np.asarray(X, dtype=float) @ Vt.T)
 
 
 def singular_value_velocity(
@@ -101,10 +114,10 @@ def singular_value_velocity(
     penalty: Penalty | None = None,
     lam: float = 0.0,
 ) -> np.ndarray:
-    """σ̇_i = −N (σ_i²)^{(N−1)/N} (u_iᵀ∇ℓ(W) v_i + λ u_iᵀ∇R(W) v_i) (SPEC §3.2; ACHL19 Thm. 3, Zhao22 Eq. 3
-    for λ = 0, with the exact penalty projection for λ > 0). Valid where the σ_i are distinct."""
+    """σ̇_i = −N (σ_i²)^{(N−1)/N} (u_iᵀ∇ℓ(W) v_i + λ u_iᵀ∇R(W) v_i) (docs/math.md §5; ACHL19 Thm. 3, Zhao22
+    Eq. 3 for λ = 0, with the exact penalty projection for λ > 0). Valid where the σ_i are distinct."""
     U, s, Vt = np.linalg.svd(W, full_matrices=False)
-    proj = np.einsum("ij,ij->j", U, problem.grad(W) @ Vt.T)
+    proj = singular_value_projection(problem.grad(W), U, Vt)
     if penalty is not None and lam != 0.0 and not penalty.is_zero:
         proj = proj + lam * penalty.spectral_grad(s, W.shape)
     return -depth * (s**2) ** ((depth - 1) / depth) * proj
@@ -114,7 +127,7 @@ def layer_gradients(
     factors: Sequence[np.ndarray], G: np.ndarray, prefixes: Sequence[np.ndarray] | None = None
 ) -> list[np.ndarray]:
     """∇_{W_j} = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ for j = 1..N: the gradient of f(W_N⋯W_1) w.r.t. W_j when ∇f(W) = G
-    (SPEC §3.3).
+    (docs/math.md §6).
 
     Evaluated as back-propagation: B_N = G, B_{j−1} = W_jᵀ B_j (so B_j = W_{N:j+1}ᵀ G) and
     ∇_{W_j} = B_j W_{j−1:1}ᵀ, which costs 2(N − 1) matrix products given the prefix products
@@ -140,7 +153,8 @@ def layerwise_velocity(
     penalty: Penalty | None = None,
     lam: float = 0.0,
 ) -> list[np.ndarray]:
-    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3): layer-wise gradient flow on ℓ(W) + λR(W).
+    """Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (docs/math.md §6): layer-wise
+    gradient flow on ℓ(W) + λR(W).
 
     Cost: 3(N − 1) matrix products (N − 1 for the prefix products, whose last is W, and 2(N − 1) for the
     back-propagation of :func:`layer_gradients`) plus O(mn) work for the loss gradient.
@@ -158,23 +172,21 @@ def layerwise_velocity_into(
     penalty: Penalty | None = None,
     lam: float = 0.0,
 ) -> None:
-    """Write Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (SPEC §3.3) into the arrays ``out[j]`` (e.g. views
-    of a flat state vector, :meth:`FactorPacker.unpack`), without temporaries for the result.
+    """Write Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ (docs/math.md §6) into the arrays ``out[j]`` (e.g.
+    views of a flat state vector, :meth:`FactorPacker.unpack`), without temporaries for the result.
 
     Same back-propagation as :func:`layer_gradients` with −G propagated (B_N = −G, B_{j−1} = W_jᵀB_j,
     Ẇ_j = B_j W_{j−1:1}ᵀ): 3(N − 1) matrix products, the last one of each layer written in place.
     """
     N = len(factors)
-    pre = [factors[0]]  # W_{1:1}, …, W_{N:1}
-    for F in factors[1:]:
-        pre.append(F @ pre[-1])
+    pre = prefix_products(factors, identity=False)  # [None, W_{1:1}, …, W_{N:1}]
     G = total_gradient(pre[-1], problem, penalty, lam)
     if N == 1:
         np.negative(G, out=out[0])
         return
-    B = -G
-    for j in range(N - 1, 0, -1):  # 0-based layer j ↔ W_{j+1}; pre[j − 1] = W_{j:1}
-        np.matmul(B, pre[j - 1].T, out=out[j])
+    B = np.negative(G, out=G)  # G is a fresh array of total_gradient: negated in place
+    for j in range(N - 1, 0, -1):  # 0-based layer j ↔ W_{j+1}; pre[j] = W_{j:1}
+        np.matmul(B, pre[j].T, out=out[j])
         if j > 1:
             B = factors[j].T @ B
         else:

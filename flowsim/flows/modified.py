@@ -1,4 +1,4 @@
-"""The modified flow of gradient descent (SPEC §3.5; BD21 "implicit gradient regularization").
+"""The modified flow of gradient descent (docs/math.md §7; BD21 "implicit gradient regularization").
 
 GD with step η on the layer factors θ = (W_1, …, W_N) follows, to O(η²) on a finite horizon, the gradient
 flow of the modified objective (BD21 Thm. 3.1 / Eq. 4)
@@ -21,50 +21,35 @@ where H_L is the Hessian of L in θ. The Hessian–vector product H_L v is compu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..factors import end_product
+from ..errors import BadInputError, check_positive
+from ..factors import end_product, prefix_products, suffix_products
 from ..penalties import SCHATTEN_FLOOR, NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty
 from ..problems import CompletionProblem
-from .adam import _LayerStateFlow
 from .gradient import layer_gradients
+from .layer_state import LayerStateFlow
 
 HVP_MODES = ("closed", "autograd")
-
-
-def _chain_products(factors: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Prefix products P_j = W_{j:1} (j = 0..N, P_0 = I_n) and suffix products S_j = W_{N:j+1} (S_N = I_m)."""
-    N = len(factors)
-    n, m = factors[0].shape[1], factors[-1].shape[0]
-    P = [np.eye(n)]
-    for F in factors:
-        P.append(F @ P[-1])
-    S = [np.eye(m)] * (N + 1)
-    S = list(S)
-    for j in range(N - 1, -1, -1):
-        S[j] = S[j + 1] @ factors[j]
-    return P, S
 
 
 def loss_hessian_vector_product(
     factors: Sequence[np.ndarray], problem: CompletionProblem, V: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
-    """H_L V for L(θ) = ℓ(W_N⋯W_1) in closed form (see the module docstring; SPEC §3.5, BD21).
+    """H_L V for L(θ) = ℓ(W_N⋯W_1) in closed form (see the module docstring; docs/math.md §7, BD21).
 
     ``V`` is a direction with the shapes of ``factors``; returns the N blocks of H_L V. Cost O(N) products.
     """
     N = len(factors)
-    P, S = _chain_products(factors)
+    P, S = prefix_products(factors), suffix_products(factors)  # P_j = W_{j:1}, S_j = W_{N:j+1}
     # S[j] with 0-based layer index i = j-1: suffix of layer i is S[i+1] = W_{N:i+2}; here S[k] = W_{N:k+1}.
     dP = [np.zeros_like(P[0])]
     for i in range(N):
         dP.append(V[i] @ P[i] + factors[i] @ dP[i])
-    dS = [None] * (N + 1)
+    dS: list[Any] = [None] * (N + 1)
     dS[N] = np.zeros_like(S[N])
     for k in range(N - 1, -1, -1):
         # S[k] = W_{N:k+1} = S[k+1] @ W_{k+1}  (W_{k+1} = factors[k])
@@ -98,15 +83,13 @@ def _torch_penalty(penalty: Penalty, W):  # -> torch scalar
 def autograd_modified_gradient(
     factors: Sequence[np.ndarray], problem: CompletionProblem, penalty: Penalty, lam: float, lr: float
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(∇L, ∇ℓ̃) by torch autograd in float64, ℓ̃ = L + (η/4)‖∇_θL‖² (SPEC §3.5; BD21)."""
+    """(∇L, ∇ℓ̃) by torch autograd in float64, ℓ̃ = L + (η/4)‖∇_θL‖² (docs/math.md §7; BD21)."""
     import torch
 
     theta = [
         torch.tensor(np.asarray(F, dtype=float), dtype=torch.float64, requires_grad=True) for F in factors
     ]
-    W = theta[0]
-    for F in theta[1:]:
-        W = F @ W
+    W = end_product(theta)
     W_star = torch.as_tensor(problem.W_star, dtype=torch.float64)
     mask = torch.as_tensor(problem.mask, dtype=torch.float64)
     R = mask * (W - W_star)
@@ -119,8 +102,9 @@ def autograd_modified_gradient(
     return [x.detach().numpy() for x in g], [x.detach().numpy() for x in gt]
 
 
-class ModifiedGDFlow(_LayerStateFlow):
-    """θ̇ = −∇ℓ̃(θ) = −(∇L + (η/2) H_L∇L), ℓ̃ = L + (η/4)‖∇_θL‖² on the layer factors (SPEC §3.5; BD21 Eq. 4).
+class ModifiedGDFlow(LayerStateFlow):
+    """θ̇ = −∇ℓ̃(θ) = −(∇L + (η/2) H_L∇L), ℓ̃ = L + (η/4)‖∇_θL‖² on the layer factors
+    (docs/math.md §7; BD21 Eq. 4).
 
     ``lr`` is the GD step size η the flow models; ``hvp`` selects the closed-form (no penalty) or the
     autograd Hessian–vector product (see the module docstring).
@@ -129,17 +113,11 @@ class ModifiedGDFlow(_LayerStateFlow):
     name = "gd-modified"
 
     def __init__(
-        self,
-        problem: CompletionProblem,
-        depth: int,
-        penalty: Penalty | None = None,
-        lam: float = 0.0,
-        lr: float = 0.01,
-        hvp: str | None = None,
+        self, problem: CompletionProblem, depth: int, penalty: Penalty | None = None, lam: float = 0.0,
+        lr: float = 0.01, hvp: str | None = None,
     ):
         super().__init__(problem, depth, penalty, lam)
-        if not (math.isfinite(lr) and lr > 0):
-            raise BadInputError(f"--lr must be a finite number > 0, got {lr!r}")
+        check_positive("--lr", lr)
         penalized = self.lam != 0.0 and not self.penalty.is_zero
         if hvp is None:
             hvp = "autograd" if penalized else "closed"
@@ -153,11 +131,8 @@ class ModifiedGDFlow(_LayerStateFlow):
         self.lr = float(lr)
         self.hvp = hvp
 
-    def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
-        return self._set_packer(factors).pack(factors)
-
     def modified_gradient(self, factors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """∇ℓ̃ = ∇L + (η/2) H_L ∇L, blocks per layer (SPEC §3.5)."""
+        """∇ℓ̃ = ∇L + (η/2) H_L ∇L, blocks per layer (docs/math.md §7)."""
         if self.hvp == "autograd":
             return autograd_modified_gradient(factors, self.problem, self.penalty, self.lam, self.lr)[1]
         grads = layer_gradients(factors, self.problem.grad(end_product(factors)))

@@ -1,4 +1,4 @@
-"""Zhao22's printed formulas (Theorems 1–3, Eqs. 5–9), implemented literally (SPEC §3.2, §3.4(a)).
+"""Zhao22's printed formulas (Theorems 1–3, Eqs. 5–9), implemented literally (docs/math.md §5, §8.1).
 
 These are the equations *as printed*, not the exact dynamics; :mod:`theory` compares them with the exact
 counterparts (:func:`flowsim.flows.variance.variance_adapted_end_product_velocity`, the exact penalized
@@ -9,14 +9,14 @@ Conventions
 -----------
 * Kronecker products are never formed. (A ⊗ B)·vec(X) is evaluated as a matrix product:
   row-major vec (numpy ``ravel()``): (A ⊗ B) vec_r(Y) = vec_r(A Y Bᵀ), Y of shape (rows(A), rows(B));
-  column-major vec (SPEC §0, Fortran order): (A ⊗ B) vec_c(Y) = vec_c(B Y Aᵀ), Y of shape (rows(B), rows(A)).
-  Eq. 6's operator (WWᵀ)^a ⊗ (WᵀW)^b acts on a vector of length mn; under column-major vec that vector is
-  reshaped to n×m, exactly as the printed Kronecker order demands (for m ≠ n this scrambles the entries
-  of ∇ℓ — that is what the printed formula says under that convention).
+  column-major vec (docs/math.md §1, Fortran order): (A ⊗ B) vec_c(Y) = vec_c(B Y Aᵀ), Y of shape (rows(B),
+  rows(A)). Eq. 6's operator (WWᵀ)^a ⊗ (WᵀW)^b acts on a vector of length mn; under column-major vec that
+  vector is reshaped to n×m, exactly as the printed Kronecker order demands (for m ≠ n this scrambles the
+  entries of ∇ℓ — that is what the printed formula says under that convention).
 * G_j = diag(vec S_j) multiplies vec(∇ℓ) entry by entry. It is dimensionally defined only when S_j has
   m·n entries; vec(S_j) is then unvec'ed to m×n in the same convention (the identity when S_j is m×n, e.g.
   every square problem with hidden width n, and every N = 1 network). Otherwise :class:`BadInputError`.
-* Fractional powers (WWᵀ)^a use the full SVD with σ padded by zeros and 0⁰ = 1 (SPEC §0).
+* Fractional powers (WWᵀ)^a use the full SVD with σ padded by zeros and 0⁰ = 1 (docs/math.md §1).
 * S_j = ((∇_{W_j})^{⊙2} + s_j² + ε²)^{⊙−1/2}, s_j² = var(∇_{W_j}) from
   :func:`flowsim.flows.variance.variance_scaling` (ε documented there).
 * The per-layer gradients of a pure end-product state come from the canonical balanced factorization with a
@@ -25,23 +25,25 @@ Conventions
   sign rule the printed field is not a function of W alone (measured: up to 0.8 %).
 * Theorem 3 (Eq. 9): S_j is computed from the ``layer_grads`` the caller passes. flowsim's choice is the
   layer gradients of the *total* objective ℓ + λR with the exact R — the gradient that Adam's second moment
-  actually sees, and the S_j of the exact flow of SPEC §3.4(b). Passing the loss-only layer gradients gives
-  the other reading (S_j from ℓ alone).
+  actually sees, and the S_j of the exact flow of docs/math.md §8.2. Passing the loss-only layer gradients
+  gives the other reading (S_j from ℓ alone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..errors import BadInputError
+from .gradient import singular_value_projection
 from .variance import VARIANCE_EPS, variance_scaling
 
 CONVENTIONS = ("row-major", "col-major")
 
 
-def _order(convention: str) -> str:
+def _order(convention: str) -> Literal["C", "F"]:
     if convention == "row-major":
         return "C"
     if convention == "col-major":
@@ -50,7 +52,8 @@ def _order(convention: str) -> str:
 
 
 def vec(X: np.ndarray, convention: str = "col-major") -> np.ndarray:
-    """vec(X) in the given convention: column-major stacks columns (SPEC §0), row-major stacks rows."""
+    """vec(X) in the given convention: column-major stacks columns (docs/math.md
+    §1), row-major stacks rows."""
     return np.asarray(X).ravel(order=_order(convention))
 
 
@@ -108,7 +111,8 @@ def signed_balanced_factors(
 
 
 def _gram_powers(W: np.ndarray, depth: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """[(WWᵀ)^{k/N}] and [(WᵀW)^{k/N}] for k = 0..N−1 (full SVD, σ padded by zeros, 0⁰ = 1; SPEC §0)."""
+    """[(WWᵀ)^{k/N}] and [(WᵀW)^{k/N}] for k = 0..N−1 (full SVD, σ padded by
+    zeros, 0⁰ = 1; docs/math.md §1)."""
     m, n = W.shape
     U, s, Vt = np.linalg.svd(W, full_matrices=True)
     a = np.zeros(m)
@@ -135,21 +139,17 @@ def _scaling_as_loss_shape(S: np.ndarray, shape: tuple[int, int], convention: st
 
 
 def theorem1_velocity(
-    W: np.ndarray,
-    loss_grad: np.ndarray,
-    layer_grads: Sequence[np.ndarray],
-    depth: int,
-    convention: str = "row-major",
-    eps: float = VARIANCE_EPS,
+    W: np.ndarray, loss_grad: np.ndarray, layer_grads: Sequence[np.ndarray], depth: int,
+    convention: str = "row-major", eps: float = VARIANCE_EPS,
 ) -> np.ndarray:
-    """Zhao22 Theorem 1, Eq. 6 as printed (SPEC §3.4(a)):
+    """Zhao22 Theorem 1, Eq. 6 as printed (docs/math.md §8.1):
 
         vec(Ẇ) = −P_{W,G} vec(∇ℓ),   P_{W,G} = Σ_{j=1}^{N} ((WWᵀ)^{(j−1)/N} ⊗ (WᵀW)^{(N−j)/N}) G_j,
         G_j = diag(vec S_j),  S_j = ((∇_{W_j}ℓ)^{⊙2} + s_j²)^{⊙−1/2},  s_j² = var(∇_{W_j}ℓ).
 
     ``layer_grads`` are the N layer gradients ∇_{W_j} (j = 1..N) that define S_j; ``convention`` is the vec
-    convention (``row-major``: with G_j = I this is Eq. 4; ``col-major``: the SPEC §0 convention, under
-    which the printed Kronecker order is reversed). Returns Ẇ (m×n). No Kronecker product is formed.
+    convention (``row-major``: with G_j = I this is Eq. 4; ``col-major``: the docs/math.md §1 convention,
+    under which the printed Kronecker order is reversed). Returns Ẇ (m×n). No Kronecker product is formed.
     """
     W = np.asarray(W, dtype=float)
     loss_grad = np.asarray(loss_grad, dtype=float)
@@ -165,15 +165,10 @@ def theorem1_velocity(
 
 
 def theorem1_singular_value_velocity(
-    W: np.ndarray,
-    loss_grad: np.ndarray,
-    layer_grads: Sequence[np.ndarray],
-    depth: int,
-    convention: str = "row-major",
-    eps: float = VARIANCE_EPS,
-    pairing: str = "printed",
+    W: np.ndarray, loss_grad: np.ndarray, layer_grads: Sequence[np.ndarray], depth: int,
+    convention: str = "row-major", eps: float = VARIANCE_EPS, pairing: str = "printed",
 ) -> np.ndarray:
-    """Zhao22 Theorem 1, Eq. 5 as printed (SPEC §3.4(a)): σ̇_i = −vec(v_i u_iᵀ)ᵀ P_{W,G} vec(∇ℓ).
+    """Zhao22 Theorem 1, Eq. 5 as printed (docs/math.md §8.1): σ̇_i = −vec(v_i u_iᵀ)ᵀ P_{W,G} vec(∇ℓ).
 
     ``pairing="printed"`` pairs vec(v_i u_iᵀ) (an n×m matrix) with vec(Ẇ) of Eq. 6 in the same vec
     convention, literally; for square W this is v_iᵀẆu_i. ``pairing="uv"`` uses vec(u_i v_iᵀ) instead,
@@ -192,7 +187,7 @@ def theorem1_singular_value_velocity(
 
 
 def printed_penalty_term(W: np.ndarray) -> np.ndarray:
-    """The λ-term of Zhao22 Eq. 8 as printed (SPEC §3.2):
+    """The λ-term of Zhao22 Eq. 8 as printed (docs/math.md §5):
 
         (UVᵀ − UΣ̃Vᵀ)/‖W‖_F²,   Σ̃ = (‖W‖_*/‖W‖_F) Σ,   i.e.  UVᵀ/‖W‖_F² − ‖W‖_* W/‖W‖_F³.
 
@@ -215,12 +210,12 @@ def printed_penalty_term(W: np.ndarray) -> np.ndarray:
 def eq3_singular_value_velocity(W: np.ndarray, loss_grad: np.ndarray, depth: int) -> np.ndarray:
     """Zhao22 Eq. 3 (ACHL19 Thm. 3): σ̇_r = −N (σ_r²)^{(N−1)/N} u_rᵀ ∇ℓ(W) v_r, r = 1..min(m, n)."""
     U, s, Vt = np.linalg.svd(np.asarray(W, dtype=float), full_matrices=False)
-    proj = np.einsum("ir,ir->r", U, np.asarray(loss_grad, dtype=float) @ Vt.T)
+    proj = singular_value_projection(loss_grad, U, Vt)
     return -depth * (s**2) ** ((depth - 1) / depth) * proj
 
 
 def eq7_singular_value_velocity(W: np.ndarray, loss_grad: np.ndarray, depth: int, lam: float) -> np.ndarray:
-    """Zhao22 Theorem 2, Eq. 7 as printed (SPEC §3.2):
+    """Zhao22 Theorem 2, Eq. 7 as printed (docs/math.md §5):
 
         σ̇_r = σ̇_r^{GF} − (λN/‖W‖_F²)(1 − ‖W‖_*/‖W‖_F) σ_r^{(3N−2)/2},
 
@@ -237,7 +232,7 @@ def eq7_singular_value_velocity(W: np.ndarray, loss_grad: np.ndarray, depth: int
 
 
 def eq8_velocity(W: np.ndarray, loss_grad: np.ndarray, depth: int, lam: float) -> np.ndarray:
-    """Zhao22 Theorem 2, Eq. 8 as printed (SPEC §3.2):
+    """Zhao22 Theorem 2, Eq. 8 as printed (docs/math.md §5):
 
         vec(Ẇ) = −P_W (vec ∇ℓ + λ vec(UVᵀ − UΣ̃Vᵀ)/‖W‖_F²),  Σ̃ = (‖W‖_*/‖W‖_F)Σ,
 
@@ -260,8 +255,8 @@ def theorem3_velocity(
     convention: str = "row-major",
     eps: float = VARIANCE_EPS,
 ) -> np.ndarray:
-    """Zhao22 Theorem 3, Eq. 9 as printed (SPEC §3.4(a)): Eq. 6 with ∇ℓ replaced by ∇ℓ + λ·(the printed
-    penalty term of Eq. 8),
+    """Zhao22 Theorem 3, Eq. 9 as printed (docs/math.md §8.1): Eq. 6 with ∇ℓ replaced by ∇ℓ + λ·(the
+    printed penalty term of Eq. 8),
 
         vec(Ẇ) = −P_{W,G} (vec ∇ℓ + λ vec(UVᵀ − UΣ̃Vᵀ)/‖W‖_F²).
 
@@ -273,11 +268,8 @@ def theorem3_velocity(
     return theorem1_velocity(W, X, layer_grads, depth, convention, eps)
 
 
-eq5_singular_value_velocity = theorem1_singular_value_velocity
-"""Alias: Zhao22 Eq. 5 as printed (see :func:`theorem1_singular_value_velocity`)."""
-
 __all__ = [
-    "CONVENTIONS", "eq3_singular_value_velocity", "eq5_singular_value_velocity",
+    "CONVENTIONS", "eq3_singular_value_velocity",
     "eq7_singular_value_velocity", "eq8_velocity",
     "kron_matvec", "printed_penalty_term", "theorem1_singular_value_velocity", "theorem1_velocity",
     "theorem3_velocity", "unvec", "vec",

@@ -21,7 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..penalties import NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty, _schatten
+from ..penalties import (
+    NuclearPenalty,
+    Penalty,
+    RatioPenalty,
+    SchattenRatioPenalty,
+    _schatten,
+    ratio_spectral_grad,
+)
 from ..problems import CompletionProblem
 
 #: most Newton iterations of the scalar prox of the Schatten-ratio step (it stops once converged)
@@ -62,8 +69,8 @@ def proximal_gradient_step(
     if isinstance(penalty, NuclearPenalty):
         threshold, smooth = lam, None
     elif isinstance(penalty, RatioPenalty):
-        fro, nuc = float(np.linalg.norm(s)), float(np.sum(s))
-        threshold, smooth = lam / fro, -lam * nuc / fro**3 * s
+        threshold = lam * penalty.null_threshold(s)  # λ/‖W‖_F
+        smooth = lam * ratio_spectral_grad(s, np.zeros_like(s))  # −λ‖W‖_*σ/‖W‖_F³
     elif isinstance(penalty, SchattenRatioPenalty) and penalty.p == 1.0 and penalty.q > 1.0:
         sq, nuc = _schatten(s, penalty.q), float(np.sum(s))
         threshold, smooth = lam / sq, -lam * nuc * sq ** (1 - penalty.q) * s ** (penalty.q - 1) / sq**2

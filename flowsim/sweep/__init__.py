@@ -1,5 +1,5 @@
-"""Parameter sweeps (SPEC §7): TOML grids, stable point ids, resumable runs on local processes or Dask,
-``summary.csv`` rebuilt from the run directories, and Markdown reports (Experiment 1)."""
+"""Parameter sweeps (docs/contract.md): TOML grids, stable point ids, resumable runs on local processes or
+Dask, ``summary.csv`` rebuilt from the run directories, and Markdown reports (Experiment 1)."""
 
 from .config import Point, SweepConfig, expand_grid, load_config, parse_config, point_id
 from .runner import SweepOutcome, run_point, run_sweep

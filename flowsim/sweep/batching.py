@@ -1,4 +1,4 @@
-"""Batched execution of discrete ``train`` points (SPEC §5: B independent runs as stacked tensors).
+"""Batched execution of discrete ``train`` points (docs/math.md §11: B independent runs as stacked tensors).
 
 Points of ``flowsim train`` that share everything that fixes the tensor shapes and the update rule (problem
 size, depth, optimizer and its hyper-parameters, penalty, iteration budget, recording grid, dtype, device)
@@ -15,7 +15,6 @@ only the unfinished points of a batch are written.
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +27,9 @@ DEFAULT_BATCH_SIZE = 8
 
 
 def batched_train_available() -> bool:
-    """True when the validation package provides ``train_batched`` and the ``train`` command."""
+    """True when the validation package provides ``train_batched`` and the ``train`` run."""
     try:
-        importlib.import_module("flowsim.validation.cli_train")
+        importlib.import_module("flowsim.runs.train")
         return hasattr(importlib.import_module("flowsim.validation.train"), "train_batched")
     except ImportError:
         return False
@@ -57,39 +56,31 @@ def group_points(points: Sequence[Point], batch_size: int) -> list[list[Point]]:
 
 def run_train_batch(items: list[tuple[str, list[str], dict, str]], write: list[bool]) -> list[dict[str, Any]]:
     """Train the points ``items`` (command, argv, params, run_dir) together; write the run directories of
-    the points with ``write[i]`` true. Mirrors ``flowsim train``'s ``run`` (flowsim.validation.cli_train)
-    except the plot. Falls back to one-by-one runs when the batch cannot be formed."""
+    the points with ``write[i]`` true. Mirrors :func:`flowsim.runs.train.run_train` except the plot. Falls
+    back to one-by-one runs when the batch cannot be formed."""
     from pathlib import Path
 
-    from flowsim.validation import cli_train
     from flowsim.validation.batched import resolve_device, resolve_dtype
     from flowsim.validation.train import record_iterations, train_batched
 
-    from ..cli.common import (
-        factors_from_args,
-        params_from_args,
-        penalty_from_args,
-        prepare_out_dir,
-        problem_from_args,
-    )
     from ..errors import BadInputError
+    from ..io import recorded_command_line
+    from ..runs.common import factors_from_args, penalty_from_args, prepare_out_dir, problem_from_args
+    from ..runs.train import TrainSpec, hyper_from_args
     from ..trajectory import write_run
     from .runner import clear_run_dir, point_status, run_point, write_failure
 
     start = time.perf_counter()
-    parser = cli_train.build_parser("flowsim train")
-
-    def error(message: str):
-        raise BadInputError(message)
-
-    parser.error = error  # type: ignore[method-assign]
     prepared = []
     try:
-        for _command, argv, _params, run_dir in items:
-            args = parser.parse_args([*argv, "--out", run_dir, "--quiet"])
-            problem = problem_from_args(args)
-            prepared.append((args, problem, penalty_from_args(args), factors_from_args(args, problem.shape),
-                             cli_train.hyper_from_args(args)))
+        for _command, argv, params, run_dir in items:
+            # a batched point records the options of ``flowsim train ARGV --out RUN_DIR --quiet`` (no
+            # ``--no-plot``: it writes no plot anyway)
+            spec = TrainSpec.from_options({**params, "out": run_dir, "quiet": True}, provenance=" ".join(
+                ["flowsim", "train", *argv, "--out", str(run_dir), "--quiet"]))
+            problem = problem_from_args(spec)
+            prepared.append((spec, problem, penalty_from_args(spec), factors_from_args(spec, problem.shape),
+                             hyper_from_args(spec)))
         a0 = prepared[0][0]
         device = resolve_device(a0.device)
         resolve_dtype(a0.dtype)
@@ -107,7 +98,7 @@ def run_train_batch(items: list[tuple[str, list[str], dict, str]], write: list[b
         check_every=a0.check_every, progress=False)
     wall = time.perf_counter() - start
     results = []
-    for (args, problem, _pen, _f, hyp), traj, it, w in zip(prepared, trajs, items, write):
+    for (spec, problem, _pen, _f, hyp), traj, it, w in zip(prepared, trajs, items, write):
         run_dir = Path(it[3])
         if not w:
             results.append({"status": point_status(run_dir), "skipped": True})
@@ -115,18 +106,14 @@ def run_train_batch(items: list[tuple[str, list[str], dict, str]], write: list[b
         try:
             clear_run_dir(run_dir)
             out = prepare_out_dir(str(run_dir), "train")
-            params = params_from_args(args)
+            params = spec.params()
             params["problem"] = problem.description
             params["hyper"] = hyp
             params["device_used"] = str(device)
-            saved_argv = sys.argv
-            sys.argv = ["flowsim", "train", *it[1], "--out", str(run_dir), "--quiet"]
-            try:
+            with recorded_command_line(spec.command_line()):
                 write_run(out, traj, command="train", params=params, wall_time_s=wall / len(items),
                           extra_info={"time_map": "t_k = k * lr",
                                       "batch": {"size": len(items), "wall_time_s": wall}})
-            finally:
-                sys.argv = saved_argv
         except Exception as exc:  # noqa: BLE001 - recorded, never stops the sweep
             write_failure(run_dir, "train", it[2], f"{type(exc).__name__}: {exc}", wall / len(items))
         results.append({"status": point_status(run_dir), "exit_code": None, "wall_time_s": wall / len(items)})

@@ -1,4 +1,4 @@
-"""Sweep configuration files (SPEC §7): TOML parsing, grid expansion and stable point ids.
+"""Sweep configuration files (docs/contract.md): TOML parsing, grid expansion and stable point ids.
 
 A configuration names one flowsim command, fixed options and one or more grids of swept options::
 
@@ -36,9 +36,7 @@ so the id depends on the parameters only (not on the order of keys or of the gri
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib
 import itertools
 import json
 import math
@@ -267,31 +265,24 @@ def _merge_quick(raw: dict, quick: Any, where: str) -> dict:
 
 # ---- options of the command -----------------------------------------------------------------------------
 
-def command_options(command: str) -> dict[str, argparse.Action]:
-    """The options of ``flowsim COMMAND`` (dest → argparse action), from the command's own parser."""
-    from ..cli import COMMANDS
+def command_options(command: str) -> dict[str, Any]:
+    """The options of ``flowsim COMMAND`` (name → :class:`flowsim.runs.options.Option`), from its run spec."""
+    from ..runs import spec_class
 
     try:
-        module = importlib.import_module(COMMANDS[command][0])
+        return spec_class(command).options()
     except ModuleNotFoundError as exc:
         raise BadInputError(
             f"command {command!r} is not available in this installation ({exc.name})") from None
-    parser = module.build_parser(f"flowsim {command}")
-    return {a.dest: a for a in parser._actions if a.option_strings}
 
 
 def check_points(command: str, points: list[Point]) -> None:
-    """Every option of every point must be an option of the command and parse (bad input otherwise)."""
-    from ..cli import COMMANDS
+    """Every option of every point must be an option of the command and parse (bad input otherwise): the
+    point's spec is built as the runner builds it (:meth:`flowsim.runs.options.RunSpec.from_options`)."""
+    from ..runs import spec_class
 
     options = command_options(command)
-    module = importlib.import_module(COMMANDS[command][0])
-    parser = module.build_parser(f"flowsim {command}")
-
-    def error(message: str):
-        raise BadInputError(message)
-
-    parser.error = error  # type: ignore[method-assign]
+    spec = spec_class(command)
     seen: set[str] = set()
     for p in points:
         for key, v in p.params.items():
@@ -302,14 +293,14 @@ def check_points(command: str, points: list[Point]) -> None:
                 raise BadInputError(f"option {key!r} is set by the sweep runner and cannot be given")
             if key not in options:
                 raise BadInputError(f"unknown option {key!r} for flowsim {command}")
-            action = options[key]
-            if isinstance(v, bool) and action.nargs != 0:
+            if isinstance(v, bool) and not options[key].flag:
                 raise BadInputError(f"option {key!r} takes a value, got a boolean")
-            if not isinstance(v, bool) and action.nargs == 0:
+            if not isinstance(v, bool) and options[key].flag:
                 raise BadInputError(f"option {key!r} is a flag: use true/false")
     for p in points:
         try:
-            parser.parse_args(p.argv() + ["--out", "/nonexistent/check-only", "--quiet"])
+            for key in sorted(p.params):  # in the order of the point's command line
+                spec.parse_value(key, p.params[key])
         except BadInputError as exc:
             raise BadInputError(f"point {p.id} ({' '.join(p.argv())}): {exc}") from None
 

@@ -1,4 +1,5 @@
-"""Run the points of a sweep: one run directory per point, resumable, on local processes or Dask (SPEC §7).
+"""Run the points of a sweep: one run directory per point, resumable, on local processes or Dask
+(docs/contract.md §2).
 
 Layout of a sweep folder ``OUT``::
 
@@ -21,7 +22,6 @@ Local process pool and Dask use one code path: :func:`execute` submits one task 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 import shutil
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli.outdir import release_dir
 from ..errors import EXIT_INTERRUPTED, BadInputError
 from ..io import atomic_write_bytes, atomic_write_json, command_line, package_versions, read_json
+from ..runs.outdir import release_dir
 from .config import Point, SweepConfig
 
 FINISHED = ("ok", "diverged", "failed")
@@ -138,12 +138,25 @@ def _outside_cause(exc: BaseException) -> str | None:
 
 # ---- the task a worker runs -----------------------------------------------------------------------------
 
+def point_spec(command: str, argv: Sequence[str], params: dict, run_dir: str | Path) -> Any:
+    """The run spec of one point: its options, ``--out RUN_DIR --quiet`` (and ``--no-plot`` for the
+    commands in :data:`NO_PLOT`), checked as on the command line (bad input raises
+    :class:`BadInputError`). ``run.json`` records the equivalent command line
+    ``flowsim COMMAND ARGV --out RUN_DIR --quiet [--no-plot]``."""
+    from ..runs import spec_class
+
+    no_plot = command in NO_PLOT
+    extra = ["--out", str(run_dir), "--quiet", *(["--no-plot"] if no_plot else [])]
+    options = {**params, "out": str(run_dir), "quiet": True, **({"no_plot": True} if no_plot else {})}
+    return spec_class(command).from_options(options, provenance=" ".join(["flowsim", command, *argv, *extra]))
+
+
 def run_point(command: str, argv: Sequence[str], params: dict, run_dir: str) -> dict[str, Any]:
-    """Run one point in this process: ``flowsim COMMAND ARGV --out RUN_DIR --quiet`` through the command
-    module's ``build_parser``/``run``. Never raises for a failing point: a bad option or an exception is
+    """Run one point in this process: the spec of :func:`point_spec` through the command's run function
+    (:func:`flowsim.runs.run_function`). Never raises for a failing point: a bad option or an exception is
     recorded as a ``failed`` run.json with the message. Returns ``{"status", "exit_code", "wall_time_s"}``.
     """
-    from ..cli import COMMANDS
+    from ..runs import run_function
 
     d = Path(run_dir)
     clear_run_dir(d)
@@ -160,21 +173,8 @@ def run_point(command: str, argv: Sequence[str], params: dict, run_dir: str) -> 
             for r in redirect:
                 stack.enter_context(r)
             try:
-                module = importlib.import_module(COMMANDS[command][0])
-                parser = module.build_parser(f"flowsim {command}")
-
-                def error(message: str):
-                    raise BadInputError(message)
-
-                parser.error = error  # type: ignore[method-assign]
-                full = [*argv, "--out", str(d), "--quiet", *(["--no-plot"] if command in NO_PLOT else [])]
-                args = parser.parse_args(full)
-                saved_argv = sys.argv
-                sys.argv = ["flowsim", command, *full]  # run.json records the equivalent command line
-                try:
-                    code = int(module.run(args))
-                finally:
-                    sys.argv = saved_argv
+                spec = point_spec(command, argv, params, d)
+                code = int(run_function(command)(spec).exit_code)
             except BadInputError as exc:
                 write_failure(d, command, params, f"bad input: {exc}", time.perf_counter() - start,
                               cause="bad input")
@@ -517,7 +517,7 @@ def run_sweep(
         try:
             execute(make_tasks(points, out, cfg.batch_size), out, backend, on_done=on_done)
         except KeyboardInterrupt as exc:
-            from ..cli.interrupts import deferred, note_interrupt
+            from ..runs.interrupts import deferred, note_interrupt
 
             note_interrupt(exc)
             outcome.interrupted = True

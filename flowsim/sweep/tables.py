@@ -1,8 +1,8 @@
 """Reports rendered from a finished sweep: Experiment 1 (Zhao22 Table 1) as a Markdown table.
 
 Layout of Zhao22 Table 1: one row per optimizer × depth, a pair of columns (test error, effective rank)
-per penalty. ``Err`` is the relative test error ‖P_Ωᶜ(W − W*)‖_F/‖P_Ωᶜ(W*)‖_F (SPEC §1.3; with RMS(W*) = 1
-it agrees in scale with the RMSE the paper's code prints), ``Rk`` the effective rank (RV07) rounded to an
+per penalty. ``Err`` is the relative test error ‖P_Ωᶜ(W − W*)‖_F/‖P_Ωᶜ(W*)‖_F (docs/math.md §2; with RMS(W*) =
+1 it agrees in scale with the RMSE the paper's code prints), ``Rk`` the effective rank (RV07) rounded to an
 integer, as in the paper. Cells with several points (seeds) show the mean (and ± the standard deviation
 of Err when there are ≥ 2 seeds). A cell whose run diverged or failed shows its status.
 
@@ -204,9 +204,8 @@ def write_report(out: str | Path, name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flowsim.sweep.tables SWEEP_DIR [--report table1] [--output FILE]``: print the table."""
-    from ..cli.common import make_parser
-
-    p = make_parser("python -m flowsim.sweep.tables", "Render a sweep report as Markdown.")
+    p = argparse.ArgumentParser(prog="python -m flowsim.sweep.tables",
+                                description="Render a sweep report as Markdown.")
     p.add_argument("dir", help="sweep folder (with sweep.json)")
     p.add_argument("--report", choices=sorted(REPORTS), default="table1")
     p.add_argument("--output", default=None, help="also write the Markdown to this file")

@@ -1,5 +1,5 @@
-"""Claims about gradient flow itself (SPEC §0, §3.1, §3.3, §6): ACH18 Eq. 4 against layer-wise gradient flow,
-balancedness conservation, and GD as the Euler discretization of the flow."""
+"""Claims about gradient flow itself (docs/math.md §1, §4, §6; docs/contract.md §4): ACH18 Eq. 4 against
+layer-wise gradient flow, balancedness conservation, and GD as the Euler discretization of the flow."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def ach18_eq4(config: CheckConfig) -> Evidence:
     return ev
 
 
-@claim("BALANCEDNESS", "ACH18 Thm. 1 (SPEC §0)",
+@claim("BALANCEDNESS", "ACH18 Thm. 1 (docs/math.md §1)",
        "layer-wise gradient flow conserves W_{j+1}ᵀW_{j+1} − W_jW_jᵀ, from any (unbalanced) initialization",
        1e-7,
        meaning="holds: balanced initializations stay balanced, which is why the end-product model is exact")
@@ -110,7 +110,7 @@ def balancedness(config: CheckConfig) -> Evidence:
                             "integration": f"DOP853 rtol={FLOW_RTOL:g} atol={FLOW_ATOL:g}, t ≤ 100"})
 
 
-@claim("GD-EULER", "ACH18 Sec. 5 (SPEC §3.3, §5)",
+@claim("GD-EULER", "ACH18 Sec. 5 (docs/math.md §6, §11)",
        "GD is the Euler discretization of layer-wise gradient flow: the one-step error is O(η²)", 0.05,
        meaning="holds (fitted order p ≈ 2 per step, so O(η) over a fixed horizon): `flowsim validate` "
                "against `gf` converges at order 1 in η")

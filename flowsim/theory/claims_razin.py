@@ -1,6 +1,6 @@
-"""RC20 claims C1–C8 (SPEC §4, §6) in the claims registry: each integrates the 2×2 flow of
-:mod:`flowsim.theory.razin` (quick: depth 3 to t = 1e5; full: depths 2, 3, 4 to t = 1e7) and turns the checks'
-margins into a residual (0 when the inequality holds everywhere, the relative violation otherwise)."""
+"""RC20 claims C1–C8 (docs/math.md §10; docs/contract.md §4) in the claims registry: each integrates the 2×2
+flow of :mod:`flowsim.theory.razin` (quick: depth 3 to t = 1e5; full: depths 2, 3, 4 to t = 1e7) and turns the
+checks' margins into a residual (0 when the inequality holds everywhere, the relative violation otherwise)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _violation(margin: float | None) -> float:
     return 1.0 if margin is None else max(0.0, -float(margin))
 
 
-@claim("rc20-c1", "RC20 C1", "det W(0) > 0 ⇒ det W(t) > 0 for all t (balanced init, N ≥ 2)", TOL)
+@claim("RC20-C1", "RC20 C1", "det W(0) > 0 ⇒ det W(t) > 0 for all t (balanced init, N ≥ 2)", TOL)
 def c1(config: CheckConfig) -> Evidence:
     """Sign of det from the state and from the matrix entries (where resolvable); log|det| finite."""
     depths, t_end = _setting(config)
@@ -44,7 +44,7 @@ def c1(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c2", "RC20 C2", "ℓ → 0 and |w₁₁| → ∞; with det > 0, |w₁₁| > (1 − δ)²/δ whenever δ < 1", TOL)
+@claim("RC20-C2", "RC20 C2", "ℓ → 0 and |w₁₁| → ∞; with det > 0, |w₁₁| > (1 − δ)²/δ whenever δ < 1", TOL)
 def c2(config: CheckConfig) -> Evidence:
     """Bound margin min(|w₁₁|δ/(1 − δ)² − 1) along the run, |w₁₁| increasing once ℓ < 1e-2."""
     depths, t_end = _setting(config)
@@ -56,7 +56,7 @@ def c2(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c3", "RC20 C3", "‖W(t)‖·√ℓ(t) stays above a positive constant for the Frobenius, nuclear, "
+@claim("RC20-C3", "RC20 C3", "‖W(t)‖·√ℓ(t) stays above a positive constant for the Frobenius, nuclear, "
        "spectral, max-entry and Schatten-½ norms", TOL)
 def c3(config: CheckConfig) -> Evidence:
     """Running minimum of ‖W‖√ℓ after ℓ < 1e-1 per norm, against the explicit bound (1 − δ)²δ/(√2 δ)."""
@@ -69,7 +69,7 @@ def c3(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c4", "RC20 C4", "rank sub-optimality → 0: σ_min(W) < δ and erank − 1 = O(δ)", TOL)
+@claim("RC20-C4", "RC20 C4", "rank sub-optimality → 0: σ_min(W) < δ and erank − 1 = O(δ)", TOL)
 def c4(config: CheckConfig) -> Evidence:
     """min(1 − σ_min/δ) over δ < 1 and sup (erank − 1)/δ."""
     depths, t_end = _setting(config)
@@ -81,7 +81,7 @@ def c4(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c5", "RC20 C5", "perturbed data, sign det W(0) = sign(zz′), δ < min(|z|,|z′|): "
+@claim("RC20-C5", "RC20 C5", "perturbed data, sign det W(0) = sign(zz′), δ < min(|z|,|z′|): "
        "|w₁₁| > (min(|z|,|z′|) − δ)²/(|ε| + δ) and σ_min < |ε| + δ", TOL)
 def c5(config: CheckConfig) -> Evidence:
     """Both margins for (z, z′) = (−2, 0.5) and ε ∈ {0, 0.01, 0.05, 0.1, 0.5} (quick: ε ∈ {0.01, 0.5})."""
@@ -96,7 +96,7 @@ def c5(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c6", "RC20 C6", "det W(0) < 0 with the default data: w₁₁ stays bounded and det W → −1", 1e-6)
+@claim("RC20-C6", "RC20 C6", "det W(0) < 0 with the default data: w₁₁ stays bounded and det W → −1", 1e-6)
 def c6(config: CheckConfig) -> Evidence:
     """|det W(T) + 1| and the drift of w₁₁ over the last decade of time (residual: the larger)."""
     depths, t_end = _setting(config)
@@ -108,7 +108,7 @@ def c6(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c7", "RC20 C7", "N = 2, W_j(0) = αI with 0 < α ≤ 1: ℓ → 0 and W stays symmetric PSD", 1e-8)
+@claim("RC20-C7", "RC20 C7", "N = 2, W_j(0) = αI with 0 < α ≤ 1: ℓ → 0 and W stays symmetric PSD", 1e-8)
 def c7(config: CheckConfig) -> Evidence:
     """max relative asymmetry, min relative eigenvalue, loss decrease, for α ∈ {1e-5, 0.5, 1}."""
     alphas = (1e-5, 1.0) if config.quick else (1e-5, 0.5, 1.0)
@@ -122,7 +122,7 @@ def c7(config: CheckConfig) -> Evidence:
     return Evidence(res, {"t_end": t_end, "runs": det})
 
 
-@claim("rc20-c8", "RC20 C8", "every Schatten-p (quasi-)norm, p > 0, is minimized over the solution set at "
+@claim("RC20-C8", "RC20 C8", "every Schatten-p (quasi-)norm, p > 0, is minimized over the solution set at "
        "w₁₁ = 0, while the flow drives |w₁₁| → ∞", TOL)
 def c8(config: CheckConfig) -> Evidence:
     """sympy: ‖W‖_{S_p}^p = 2kᵖcosh(pu) increasing in |w₁₁|; grid argmins; the flow's final |w₁₁| ≫ 0."""
@@ -138,15 +138,15 @@ def c8(config: CheckConfig) -> Evidence:
 
 # One line per claim on what the verdict means for a user (shown in docs/claims.md and the README).
 _MEANINGS = {
-    "rc20-c1": "`flowsim razin` keeps det W > 0 exactly (its state stores log det), so it can run to t = 1e7",
-    "rc20-c2": "the unobserved entry w₁₁ diverges as the loss vanishes, as RC20 prove",
-    "rc20-c3": "every norm tried grows like ℓ^{−1/2} (constants ≈ 1/√2 in the razin run.json): "
+    "RC20-C1": "`flowsim razin` keeps det W > 0 exactly (its state stores log det), so it can run to t = 1e7",
+    "RC20-C2": "the unobserved entry w₁₁ diverges as the loss vanishes, as RC20 prove",
+    "RC20-C3": "every norm tried grows like ℓ^{−1/2} (constants ≈ 1/√2 in the razin run.json): "
                "no norm is being minimized",
-    "rc20-c4": "the flow drives W towards rank 1 while fitting the data: rank, not a norm, is minimized",
-    "rc20-c5": "with perturbed data w₁₁ approaches the rank-1 completion zz′/ε (the perturbed-family plot)",
-    "rc20-c6": "from det W(0) < 0 the flow reaches the bounded rank-2 solutions (det → −1) instead",
-    "rc20-c7": "from W_j(0) = αI at depth 2 the loss still vanishes (W stays symmetric PSD)",
-    "rc20-c8": "every Schatten-p norm is smallest at w₁₁ = 0, where the flow does not go",
+    "RC20-C4": "the flow drives W towards rank 1 while fitting the data: rank, not a norm, is minimized",
+    "RC20-C5": "with perturbed data w₁₁ approaches the rank-1 completion zz′/ε (the perturbed-family plot)",
+    "RC20-C6": "from det W(0) < 0 the flow reaches the bounded rank-2 solutions (det → −1) instead",
+    "RC20-C7": "from W_j(0) = αI at depth 2 the loss still vanishes (W stays symmetric PSD)",
+    "RC20-C8": "every Schatten-p norm is smallest at w₁₁ = 0, where the flow does not go",
 }
 for _id, _meaning in _MEANINGS.items():
     REGISTRY[_id] = dataclasses.replace(REGISTRY[_id], meaning=_meaning)

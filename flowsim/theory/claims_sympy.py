@@ -1,5 +1,5 @@
 """Claims established symbolically with sympy (:mod:`flowsim.theory.derivations`) and checked numerically
-against flowsim's implementation (SPEC §2, §3.2, §3.6, §6)."""
+against flowsim's implementation (docs/math.md §3, §5, §12; docs/contract.md §4)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import sympy as sp
 
 from flowsim.flows import EndProductFlow, singular_value_velocity
+from flowsim.flows.gradient import singular_value_projection
 from flowsim.integrator import integrate
 from flowsim.penalties import make_penalty
 from flowsim.problems import full_observation_problem
@@ -16,7 +17,7 @@ from .instances import instances
 from .registry import CheckConfig, Evidence, claim, relative_error
 
 
-@claim("SYM-RATIO-GRAD", "Zhao22 Sec. 3 (SPEC §2)",
+@claim("SYM-RATIO-GRAD", "Zhao22 Sec. 3 (docs/math.md §3)",
        "∇(‖W‖_*/‖W‖_F) = UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³; its projection on u_iv_iᵀ is "
        "1/‖W‖_F − ‖W‖_*σ_i/‖W‖_F³", 1e-10,
        meaning="holds: `--penalty ratio` uses this gradient (derived symbolically, also entry-wise at 2×2)")
@@ -38,7 +39,7 @@ def ratio_gradient(config: CheckConfig) -> Evidence:
             exprs = d.ratio_gradient_derivation(s.size)
             lambdified[s.size] = sp.lambdify(exprs.sigmas, list(exprs.derived), "numpy")
         derived = np.array(lambdified[s.size](*s), dtype=float)
-        proj = max(proj, relative_error(np.einsum("ir,ir->r", U, pen.grad(inst.W) @ Vt.T), derived))
+        proj = max(proj, relative_error(singular_value_projection(pen.grad(inst.W), U, Vt), derived))
     residual = max(err2, proj) if symbolic_ok else float("inf")
     return Evidence(residual, {"symbolic_residuals_k3": [str(r) for r in sym.residuals],
                                "entrywise_2x2_max_relative_error": err2,
@@ -46,7 +47,7 @@ def ratio_gradient(config: CheckConfig) -> Evidence:
 
 
 @claim("SYM-EQ7-CORRECTED", "Zhao22 Eq. 7 (corrected, sympy)",
-       "σ̇_r = −Nσ_r^{2−2/N}(g_r + λ∂R/∂σ_r) derived symbolically equals SPEC §3.2's closed form and "
+       "σ̇_r = −Nσ_r^{2−2/N}(g_r + λ∂R/∂σ_r) derived symbolically equals docs/math.md §5's closed form and "
        "flowsim's singular_value_velocity; it differs from the printed Eq. 7 and from Eq. 8's projection",
        1e-10,
        meaning="holds: the corrected Theorem 2 is what flowsim integrates; the symbolic differences from the "
@@ -62,7 +63,7 @@ def corrected_eq7(config: CheckConfig) -> Evidence:
     err = 0.0
     for inst in [i for i in instances(config, (1, 2, 3, 4, 5)) if i.lam > 0]:
         U, s, Vt = inst.svd
-        g = np.einsum("ir,ir->r", U, inst.loss_grad @ Vt.T)
+        g = singular_value_projection(inst.loss_grad, U, Vt)
         ref = singular_value_velocity(inst.W, inst.problem, inst.depth, pen, inst.lam)
         err = max(err, relative_error(d.corrected_eq7_numeric(s, g, inst.depth, inst.lam), ref))
     residual = err if (closed_ok and printed_differs and eq8_differs) else float("inf")
@@ -74,7 +75,7 @@ def corrected_eq7(config: CheckConfig) -> Evidence:
     })
 
 
-@claim("SYM-CLOSED-FORM", "SMG14 / ACHL19 (SPEC §3.6)",
+@claim("SYM-CLOSED-FORM", "SMG14 / ACHL19 (docs/math.md §12)",
        "full observation, diagonal S: σ(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀) solves σ̇ = 2σ(s − σ) (N = 2), "
        "the N = 4 closed form of t(σ) solves dt/dσ = 1/(4σ^{3/2}(s − σ)), and flowsim's flow follows them",
        1e-7, meaning="holds: the analytic references the integrator is tested against are right")

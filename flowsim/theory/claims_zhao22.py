@@ -1,4 +1,5 @@
-"""Zhao22's printed equations against their exact counterparts (SPEC §3.2, §3.4(a)(b), §6).
+"""Zhao22's printed equations against their exact counterparts (docs/math.md §5, §8.1, §8.2;
+docs/contract.md §4).
 
 Each test evaluates the printed formula (:mod:`flowsim.theory.printed`) and the exact quantity
 (:mod:`flowsim.theory.exact`) on the shared instances (:mod:`flowsim.theory.instances`: random balanced
@@ -39,7 +40,7 @@ def eq3(config: CheckConfig) -> Evidence:
     return ev
 
 
-@claim("SPEC-3.2-EXACT", "Zhao22 Eq. 7 (corrected)",
+@claim("Z22-EQ7-EXACT", "Zhao22 Eq. 7 (corrected)",
        "σ̇_r = −Nσ_r^{2−2/N}(u_rᵀ∇ℓv_r + λ(1/‖W‖_F − ‖W‖_*σ_r/‖W‖_F³)) along the penalized flow", 1e-6,
        meaning="holds: this is the singular-value equation flowsim uses for the ratio penalty")
 def exact_sv(config: CheckConfig) -> Evidence:
@@ -53,7 +54,7 @@ def exact_sv(config: CheckConfig) -> Evidence:
 
 @claim("Z22-EQ7", "Zhao22 Eq. 7", "Theorem 2 as printed gives σ̇_r of the ratio-penalized gradient flow",
 1e-6,
-       meaning="fails: flowsim integrates the exact equation (SPEC-3.2-EXACT); Eq. 7 has the wrong "
+       meaning="fails: flowsim integrates the exact equation (Z22-EQ7-EXACT); Eq. 7 has the wrong "
                "penalty term (σ_r^{(3N−2)/2}(1 − ‖W‖_*/‖W‖_F)/‖W‖_F² instead of "
                "σ_r^{2−2/N}(1/‖W‖_F − ‖W‖_*σ_r/‖W‖_F³))")
 def eq7(config: CheckConfig) -> Evidence:
@@ -137,7 +138,7 @@ def _per_convention(config: CheckConfig, depths: tuple[int, ...], main: str, pai
     assert main_ev is not None
     main_ev.details["convention"] = main
     main_ev.details["conventions"] = results
-    main_ev.details["reference"] = "SPEC §3.4(b): Σ_j W_{N:j+1}(−S_j ⊙ ∇_{W_j})W_{j−1:1}, layer-wise"
+    main_ev.details["reference"] = "docs/math.md §8.2: Σ_j W_{N:j+1}(−S_j ⊙ ∇_{W_j})W_{j−1:1}, layer-wise"
     return main_ev
 
 
@@ -145,7 +146,7 @@ def _per_convention(config: CheckConfig, depths: tuple[int, ...], main: str, pai
        "N = 1: Theorem 1 equals the exact variance-adapted flow −S_1 ⊙ ∇ℓ (either vec convention)", 1e-12,
        meaning="holds: for a single layer `adam-printed` and `adam-layer` are the same dynamics")
 def eq6_n1(config: CheckConfig) -> Evidence:
-    """Eq. 6 at N = 1, both conventions, square and non-square, against SPEC §3.4(b)."""
+    """Eq. 6 at N = 1, both conventions, square and non-square, against docs/math.md §8.2."""
     ev = _per_convention(config, (1,), "row-major", _eq6_pair)
     ev.residual = max(ev.residual, ev.details["conventions"]["col-major"]["residual"])
     return ev
@@ -154,14 +155,14 @@ def eq6_n1(config: CheckConfig) -> Evidence:
 def _eq6_claim(depth: int) -> None:
     @claim(f"Z22-EQ6-N{depth}", f"Zhao22 Eq. 6 (N = {depth})",
            f"N = {depth}: Theorem 1 (row-major vec) equals the end-product velocity of the layer-wise "
-           "variance-adapted flow (SPEC §3.4(b)) at balanced factors", 1e-8,
+           "variance-adapted flow (docs/math.md §8.2) at balanced factors", 1e-8,
            meaning="fails: `adam-printed` is not the end product of a layer-wise Adam-type flow; use "
-                   "`adam-layer` (exact §3.4(b)) or `adam-ode` to model Adam; details give the column-major "
-                   "reading; non-square W is undefined at N ≥ 2")
+                   "`adam-layer` (exact, docs/math.md §8.2) or `adam-ode` to model Adam; details give the "
+                   "column-major reading; non-square W is undefined at N ≥ 2")
     def test(config: CheckConfig) -> Evidence:
         return _per_convention(config, (depth,), "row-major", _eq6_pair)
 
-    test.__doc__ = f"Eq. 6 at N = {depth} against SPEC §3.4(b), both vec conventions."
+    test.__doc__ = f"Eq. 6 at N = {depth} against docs/math.md §8.2, both vec conventions."
 
 
 for _n in (2, 3, 4, 5):
@@ -193,7 +194,7 @@ def _reduces_claim(convention: str, verdict_hint: str) -> None:
 _reduces_claim("row-major",
                "holds: flowsim evaluates Eq. 6 in row-major vec, the reading consistent with Eq. 4")
 _reduces_claim("col-major",
-               "fails: under the column-major vec of SPEC §0 the printed Kronecker order reverses the "
+               "fails: under the column-major vec (docs/math.md §1) the printed Kronecker order reverses the "
                "powers of WWᵀ and WᵀW")
 
 
@@ -225,7 +226,7 @@ def _eq5(config: CheckConfig, depths: tuple[int, ...]) -> Evidence:
        meaning="fails as printed: vec(v_iu_iᵀ) pairs Ẇ with v_iᵀẆu_i; with u_iv_iᵀ it holds (see details) — "
                "a typo-level error; flowsim's σ̇ is always u_iᵀẆv_i")
 def eq5_n1(config: CheckConfig) -> Evidence:
-    """Eq. 5 at N = 1 against u_iᵀẆv_i of SPEC §3.4(b)."""
+    """Eq. 5 at N = 1 against u_iᵀẆv_i of docs/math.md §8.2."""
     return _eq5(config, (1,))
 
 
@@ -234,7 +235,7 @@ def eq5_n1(config: CheckConfig) -> Evidence:
        meaning="fails: the printed singular-value dynamics of Theorem 1 do not describe a layer-wise "
                "Adam-type flow; details give both pairings and conventions")
 def eq5(config: CheckConfig) -> Evidence:
-    """Eq. 5 at N = 2..5 against u_iᵀẆv_i of SPEC §3.4(b)."""
+    """Eq. 5 at N = 2..5 against u_iᵀẆv_i of docs/math.md §8.2."""
     return _eq5(config, (2, 3, 4, 5))
 
 
@@ -250,11 +251,11 @@ def _eq9_pair(convention: str):
 
 @claim("Z22-EQ9", "Zhao22 Eq. 9",
        "Theorem 3 (row-major) equals the end-product velocity of the layer-wise variance-adapted flow on "
-       "ℓ + λ‖W‖_*/‖W‖_F (SPEC §3.4(b)), N = 1..5", 1e-8,
+       "ℓ + λ‖W‖_*/‖W‖_F (docs/math.md §8.2), N = 1..5", 1e-8,
        meaning="fails, even at N = 1 (printed penalty term); with S_j from ∇_{W_j}(ℓ + λR). `adam-printed` "
                "with a penalty integrates Eq. 9 literally")
 def eq9(config: CheckConfig) -> Evidence:
-    """Eq. 9 against SPEC §3.4(b) with G = ∇ℓ + λ∇R; details isolate the penalty-term error at N = 1."""
+    """Eq. 9 against docs/math.md §8.2 with G = ∇ℓ + λ∇R; details isolate the penalty-term error at N = 1."""
     ev = _per_convention(config, (1, 2, 3, 4, 5), "row-major", _eq9_pair)
     n1 = [i for i in instances(config, (1,)) if i.lam > 0]
     ev.details["N1_with_exact_penalty_gradient"] = max(

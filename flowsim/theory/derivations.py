@@ -1,14 +1,14 @@
-"""Symbolic derivations with sympy (SPEC §6), lambdified where numbers are needed.
+"""Symbolic derivations with sympy (docs/contract.md §4), lambdified where numbers are needed.
 
 * :func:`ratio_gradient_derivation` — R = ‖W‖_*/‖W‖_F as a function of the singular values: ∂R/∂σ_i (which
   is the projection u_iᵀ∇R v_i of the gradient of a spectral function) simplifies to
-  1/‖W‖_F − ‖W‖_*σ_i/‖W‖_F³ (SPEC §2).
+  1/‖W‖_F − ‖W‖_*σ_i/‖W‖_F³ (docs/math.md §3).
 * :func:`ratio_gradient_2x2` — the same gradient derived entry by entry for a 2×2 W, from
   ‖W‖_* = √(‖W‖_F² + 2|det W|) (since (σ₁ + σ₂)² = σ₁² + σ₂² + 2σ₁σ₂), lambdified.
 * :func:`corrected_eq7` — the exact penalized singular-value equation (corrected Zhao22 Eq. 7)
   σ̇_r = −Nσ_r^{2−2/N}(g_r + λ∂R/∂σ_r), g_r = u_rᵀ∇ℓv_r, its difference from the printed Eq. 7 and from
   the projection of the printed Eq. 8, lambdified.
-* :func:`closed_form_n2` — SPEC §3.6: σ(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀) solves σ̇ = 2σ(s − σ),
+* :func:`closed_form_n2` — docs/math.md §12: σ(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀) solves σ̇ = 2σ(s − σ),
   σ(0) = σ₀ (N = 2); and the N = 4 closed form of t(σ) satisfies dt/dσ = 1/(4σ^{3/2}(s − σ)).
 """
 
@@ -34,8 +34,8 @@ class RatioGradient:
 
 @lru_cache(maxsize=8)
 def ratio_gradient_derivation(k: int = 3) -> RatioGradient:
-    """∂R/∂σ_i for R(σ) = Σσ/√(Σσ²) with k positive singular values, against the closed form of SPEC §2
-    (Zhao22 Sec. 3): ∂R/∂σ_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³."""
+    """∂R/∂σ_i for R(σ) = Σσ/√(Σσ²) with k positive singular values, against the closed form of docs/math.md
+    §3 (Zhao22 Sec. 3): ∂R/∂σ_i = 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³."""
     s = sp.symbols(f"sigma1:{k + 1}", positive=True)
     fro = sp.sqrt(sum(x**2 for x in s))
     nuc = sum(s)
@@ -49,7 +49,7 @@ def ratio_gradient_derivation(k: int = 3) -> RatioGradient:
 @lru_cache(maxsize=2)
 def ratio_gradient_2x2() -> tuple[Any, Any]:
     """∇R(W) for a 2×2 W = [[a, b], [c, d]] by symbolic differentiation of
-    R = √(‖W‖_F² + 2|ad − bc|)/‖W‖_F (SPEC §2). Returns (function W ↦ ∇R as a 2×2 array, the symbolic
+    R = √(‖W‖_F² + 2|ad − bc|)/‖W‖_F (docs/math.md §3). Returns (function W ↦ ∇R as a 2×2 array, the symbolic
     gradient on the det > 0 branch)."""
     a, b, c, d = sp.symbols("a b c d", real=True)
     fro2 = a**2 + b**2 + c**2 + d**2
@@ -78,7 +78,7 @@ class Eq7Derivation:
     printed_minus_corrected: sp.Expr
     printed_minus_eq8: sp.Expr
     eq8_minus_corrected: sp.Expr
-    corrected_minus_exact_closed_form: sp.Expr  # 0: the derivation reproduces SPEC §3.2's formula
+    corrected_minus_exact_closed_form: sp.Expr  # 0: the derivation reproduces docs/math.md §5's formula
 
 
 def _eq7_expressions(
@@ -103,13 +103,13 @@ def _eq7_expressions(
 def _tidy(expr: sp.Expr) -> sp.Expr:
     """A readable normal form of a difference that is not expected to vanish: powsimp∘factor∘together∘expand.
     On the Eq. 7/8 differences it returns what ``sympy.simplify`` returns (or an equivalent form) in about a
-    third of its time (``simplify`` tries many strategies; issue 8 profile of ``check --quick``)."""
+    third of its time (``simplify`` tries many strategies; measured on a profile of ``check --quick``)."""
     return sp.powsimp(sp.factor(sp.together(sp.expand(expr))))
 
 
 @lru_cache(maxsize=4)
 def corrected_eq7(k: int = 3, r: int = 1) -> Eq7Derivation:
-    """The corrected Zhao22 Eq. 7 for singular value r (0-based) of k (SPEC §3.2):
+    """The corrected Zhao22 Eq. 7 for singular value r (0-based) of k (docs/math.md §5):
 
         σ̇_r = −N σ_r^{2−2/N} (g_r + λ ∂R/∂σ_r),   ∂R/∂σ_r derived symbolically, g_r = u_rᵀ∇ℓv_r,
 
@@ -155,7 +155,7 @@ class ClosedFormCheck:
 
 @lru_cache(maxsize=1)
 def closed_form_n2() -> ClosedFormCheck:
-    """SPEC §3.6 (SMG14/ACHL19): for full observation with loss ½‖W − S‖², σ̇ = Nσ^{2−2/N}(s − σ).
+    """docs/math.md §12 (SMG14/ACHL19): for full observation with loss ½‖W − S‖², σ̇ = Nσ^{2−2/N}(s − σ).
     N = 2: σ(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀); N = 4: t(σ) = (1/(2s))[σ₀^{−1/2} − σ^{−1/2} +
     (artanh√(σ/s) − artanh√(σ₀/s))/√s]. Both verified symbolically."""
     t, s, s0, x = sp.symbols("t s sigma0 sigma", positive=True)

@@ -1,5 +1,5 @@
-"""The instances every claim is checked on (SPEC §6): random matrices of several shapes (square and
-non-square) at depths N = 1..5 and several λ, and points along integrated trajectories.
+"""The instances every claim is checked on (docs/contract.md §4): random matrices of several shapes (square
+and non-square) at depths N = 1..5 and several λ, and points along integrated trajectories.
 
 An :class:`Instance` bundles a completion problem, layer factors (hence W = W_N⋯W_1 and the depth), the
 ratio penalty R = ‖W‖_*/‖W‖_F with its strength λ, and the derived quantities the claims need (∇ℓ, the
@@ -7,10 +7,11 @@ total gradient G = ∇ℓ + λ∇R, the layer gradients). Instance sets are cach
 built-in and user claims (``flowsim check --module``) run on exactly the same instances.
 
 Random instances: W has i.i.d. N(0, 1) entries (‖W‖_F ≠ 1, so a printed formula that is only right on the
-unit sphere shows it), balanced factors from the canonical factorization (SPEC §0); the problem is the
-synthetic completion problem of the same shape (SPEC §1.1) with rank 2 and about half the entries observed.
+unit sphere shows it), balanced factors from the canonical factorization (docs/math.md §1); the problem is the
+synthetic completion problem of the same shape (docs/math.md §2) with rank 2 and
+about half the entries observed.
 
-Trajectory instances: layer-wise gradient flow (SPEC §3.3) with the ratio penalty (λ = 0.05) from a
+Trajectory instances: layer-wise gradient flow (docs/math.md §6) with the ratio penalty (λ = 0.05) from a
 balanced-gaussian initialization of scale 0.3 on 8×8 and 6×9 problems at depth 3, integrated with
 ``flowsim.simulate``'s integrator (DOP853, rtol 1e-10) until the singular values have moved (t ≤ 100,
 loss from ≈ 0.9 to ≈ 2e-3). At depth 3 the instance carries the integrated layer state itself; at any
@@ -82,17 +83,17 @@ class Instance:
 
     @cached_property
     def loss_grad(self) -> np.ndarray:
-        """∇ℓ(W) (SPEC §1.1)."""
+        """∇ℓ(W) (docs/math.md §2)."""
         return self.problem.grad(self.W)
 
     @cached_property
     def G(self) -> np.ndarray:
-        """G = ∇ℓ(W) + λ∇R(W) with the exact ratio-penalty gradient (SPEC §2, §3)."""
+        """G = ∇ℓ(W) + λ∇R(W) with the exact ratio-penalty gradient (docs/math.md §3, §4)."""
         return total_gradient(self.W, self.problem, self.penalty, self.lam)
 
     @cached_property
     def layer_grads(self) -> list[np.ndarray]:
-        """∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ, j = 1..N (SPEC §3.3)."""
+        """∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ, j = 1..N (docs/math.md §6)."""
         return layer_gradients(self.factors, self.G)
 
     @cached_property

@@ -1,9 +1,9 @@
-"""The Razin–Cohen 2×2 counterexample (RC20; SPEC §1.2, §4): problem, long-horizon flow, checks C1–C7.
+"""The Razin–Cohen 2×2 counterexample (RC20; docs/math.md §10): problem, long-horizon flow, checks C1–C7.
 
-Problem (SPEC §1.2): observed entries b₁₂ = z, b₂₁ = z′, b₂₂ = ε of a 2×2 matrix, (1,1) unobserved, loss
-ℓ(W) = ½[(w₁₂ − z)² + (w₂₁ − z′)² + (w₂₂ − ε)²] (reduction "sum", c = ½), δ = √(2ℓ).
+Problem (docs/math.md §10): observed entries b₁₂ = z, b₂₁ = z′, b₂₂ = ε of a 2×2 matrix, (1,1) unobserved,
+loss ℓ(W) = ½[(w₁₂ − z)² + (w₂₁ − z′)² + (w₂₂ − ε)²] (reduction "sum", c = ½), δ = √(2ℓ).
 
-Why a special state (the numerics of SPEC §4)
+Why a special state (the numerics of docs/math.md §10)
 ----------------------------------------------
 With det W(0) > 0 the flow drives ℓ → 0 like 1/t while σ_max → ∞ and σ_min → 0: at ℓ = 1e-4 (t ≈ 1e4)
 σ_max ≈ 70 and σ_min ≈ 1e-8…1e-9, and at t = 1e7, σ_min ≈ 1e-13. In the plain coordinates W (or in
@@ -28,11 +28,12 @@ global chart of {det(W D) > 0} (no singularity at σ₁ = σ₂, where only c = 
 * the singular values come without cancellation: σ₁ = ρ₁ + ρ₂, σ₂ = eʸ/σ₁ (relative accuracy of y);
 * the SVD is explicit: W D = R(θ) diag(σ₁, σ₂) R(φ)ᵀ with θ = (α + β)/2, φ = (β − α)/2, β = atan2(d, c).
 
-The end-product flow Ẇ = −P_W(∇ℓ) (SPEC §3.1; ACH18 Thm. 1) is exact for balanced initializations; with
+The end-product flow Ẇ = −P_W(∇ℓ) (docs/math.md §4; ACH18 Thm. 1) is exact for balanced initializations; with
 W D in place of W it reads d(WD)/dt = −P_{WD}(∇ℓ(W) D) (P commutes with the right factor D). In the SVD
 basis M = Uᵀ d(WD)/dt V = −K ∘ (Uᵀ ∇ℓ(W) D V) with K_kl = Σ_j σ_k^{2(j−1)/N} σ_l^{2(N−j)/N}, so
 
-    ẏ = d log det/dt = M₁₁/σ₁ + M₂₂/σ₂ = −N (σ₁^{1−2/N} G̃₁₁ + σ₂^{1−2/N} G̃₂₂)       (SPEC §3.2; ACHL19 Thm. 3)
+    ẏ = d log det/dt = M₁₁/σ₁ + M₂₂/σ₂ = −N (σ₁^{1−2/N} G̃₁₁ + σ₂^{1−2/N} G̃₂₂)
+    (docs/math.md §5; ACHL19 Thm. 3)
 
 (bounded for N ≥ 2 whenever ∇ℓ is, which is RC20's argument for C1), and (ċ, ḋ), α̇ are the anti-conformal
 part of d(WD)/dt and the angular velocity of its conformal part. Everything is written out in scalar
@@ -45,7 +46,7 @@ explicit stability limit (measured: Radau 16 000 steps to t = 530 with scipy's J
 t = 1e4 with this one). Defaults rtol = 1e-10, atol = 1e-12; depth 3 reaches t = 1e7 in about 2 400 steps.
 
 Non-balanced initializations (per-layer normal, RC20's public code) are not described by the end-product
-flow; they are integrated layer-wise (:class:`LayerChartFlow`, SPEC §3.3) with det W = Π_j det W_j, each
+flow; they are integrated layer-wise (:class:`LayerChartFlow`, docs/math.md §6) with det W = Π_j det W_j, each
 factor's determinant being far better conditioned than det W (its singular values are ~σ^{1/N}).
 """
 
@@ -60,7 +61,13 @@ import numpy as np
 from scipy.integrate import BDF, LSODA, Radau
 
 from flowsim.errors import BadInputError
-from flowsim.factors import balancedness_residuals, canonical_balanced_factors, end_product
+from flowsim.factors import (
+    balancedness_residuals,
+    canonical_balanced_factors,
+    end_product,
+    prefix_products,
+    suffix_products,
+)
 from flowsim.initializations import init_rng
 from flowsim.integrator import integrate
 from flowsim.metrics import effective_rank
@@ -81,11 +88,12 @@ NORM_LABELS = {"fro": "Frobenius", "nuc": "nuclear", "spec": "spectral", "max": 
 _SOLVERS = {"LSODA": LSODA, "Radau": Radau, "BDF": BDF}
 
 
-# ---- problem data (SPEC §1.2) ----------------------------------------------------------------------------
+# ---- problem data (docs/math.md §10) -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RazinData:
-    """Observed entries of the 2×2 problem: b₁₂ = z, b₂₁ = z′ (``zp``), b₂₂ = ε (``eps``) (SPEC §1.2)."""
+    """Observed entries of the 2×2 problem: b₁₂ = z, b₂₁ = z′ (``zp``), b₂₂ = ε
+    (``eps``) (docs/math.md §10)."""
 
     z: float = 1.0
     zp: float = 1.0
@@ -104,17 +112,17 @@ class RazinData:
         return CompletionProblem(W_star, mask, "sum", 0.5, desc)
 
     def loss(self, W: np.ndarray) -> float:
-        """ℓ(W) = ½[(w₁₂ − z)² + (w₂₁ − z′)² + (w₂₂ − ε)²] (SPEC §1.2)."""
+        """ℓ(W) = ½[(w₁₂ − z)² + (w₂₁ − z′)² + (w₂₂ − ε)²] (docs/math.md §10)."""
         return 0.5 * ((W[0, 1] - self.z) ** 2 + (W[1, 0] - self.zp) ** 2 + (W[1, 1] - self.eps) ** 2)
 
     @property
     def rank_one_w11(self) -> float:
-        """w₁₁ of the rank-1 completion, zz′/ε (∞ for ε = 0; SPEC §4 C5)."""
+        """w₁₁ of the rank-1 completion, zz′/ε (∞ for ε = 0; docs/math.md §10 C5)."""
         return self.z * self.zp / self.eps if self.eps != 0 else math.inf
 
 
 def validate_run_args(depth: int, t_end: float, init: str, det_sign: int, init_scale: float) -> None:
-    """Raise :class:`BadInputError` for inputs that define no valid run of SPEC §4."""
+    """Raise :class:`BadInputError` for inputs that define no valid run of docs/math.md §10."""
     if not isinstance(depth, (int, np.integer)) or depth < 2:
         raise BadInputError(f"--depth must be an integer ≥ 2 for the Razin–Cohen flow, got {depth!r}")
     if not (isinstance(t_end, (int, float)) and math.isfinite(t_end) and t_end > 0):
@@ -128,11 +136,12 @@ def validate_run_args(depth: int, t_end: float, init: str, det_sign: int, init_s
 
 
 def initial_factors(init: str, depth: int, det_sign: int, scale: float, seed: int = 0) -> list[np.ndarray]:
-    """Initial layer factors [W₁, …, W_N] of the 2×2 network with sign det W(0) = ``det_sign`` (SPEC §4, §8).
+    """Initial layer factors [W₁, …, W_N] of the 2×2 network with sign det W(0) =
+    ``det_sign`` (docs/math.md §10, §13).
 
     * ``balanced``: a Gaussian end product W₀ with i.i.d. N(0, scale²/2) entries (RC20's balanced init from
       a product of small scale); if sign det W₀ ≠ det_sign its second column is negated; then the canonical
-      balanced factorization (SPEC §0).
+      balanced factorization (docs/math.md §1).
     * ``identity``: W_j = scale^{1/N} I (end product scale·I); det_sign = −1 uses
       W₁ = scale^{1/N} diag(1, −1). Balanced (C7 uses N = 2, scale = α ≤ 1).
     * ``normal``: per-layer i.i.d. N(0, scale²) entries (RC20's public code, scale 8e-3); if the sign of
@@ -159,7 +168,7 @@ def initial_factors(init: str, depth: int, det_sign: int, scale: float, seed: in
 
 
 def is_balanced(factors: Sequence[np.ndarray], rtol: float = 1e-9) -> bool:
-    """True when W_{j+1}ᵀW_{j+1} = W_jW_jᵀ for all j up to ``rtol`` relative to ‖W_j‖² (SPEC §0)."""
+    """True when W_{j+1}ᵀW_{j+1} = W_jW_jᵀ for all j up to ``rtol`` relative to ‖W_j‖² (docs/math.md §1)."""
     if len(factors) < 2:
         return True
     res = balancedness_residuals(factors)
@@ -203,10 +212,10 @@ def chart_spectrum(q: Sequence[float]) -> tuple[float, float, float]:
 
 
 def chart_velocity(q: Sequence[float], depth: int, data: RazinData, sign: int) -> np.ndarray:
-    """q̇ for the end-product gradient flow Ẇ = −P_W(∇ℓ(W)) (SPEC §3.1; ACH18 Thm. 1) in the chart q.
+    """q̇ for the end-product gradient flow Ẇ = −P_W(∇ℓ(W)) (docs/math.md §4; ACH18 Thm. 1) in the chart q.
 
     With U = R(θ), V = R(φ), G̃ = Uᵀ∇ℓ(W)DV, M = −K∘G̃ and Ẋ = U M Vᵀ = d(WD)/dt:
-    ẏ = −N(σ₁^{1−2/N}G̃₁₁ + σ₂^{1−2/N}G̃₂₂) (SPEC §3.2), ċ = (Ẋ₁₁ − Ẋ₂₂)/2, ḋ = (Ẋ₁₂ + Ẋ₂₁)/2,
+    ẏ = −N(σ₁^{1−2/N}G̃₁₁ + σ₂^{1−2/N}G̃₂₂) (docs/math.md §5), ċ = (Ẋ₁₁ − Ẋ₂₂)/2, ḋ = (Ẋ₁₂ + Ẋ₂₁)/2,
     α̇ = (cos α·ḃ − sin α·ȧ)/ρ₁ with ȧ = (Ẋ₁₁ + Ẋ₂₂)/2, ḃ = (Ẋ₂₁ − Ẋ₁₂)/2.
     """
     y, al, c, d = q[0], q[1], q[2], q[3]
@@ -275,7 +284,7 @@ def central_jacobian(fun: Callable[[np.ndarray], np.ndarray], q: np.ndarray, rel
 
 class ChartFlow:
     """Gradient flow of the 2×2 problem from a balanced initialization in the chart q = (y, α, c, d)
-    (module docstring; SPEC §3.1, §4). ``sign`` is the (conserved) sign of det W."""
+    (module docstring; docs/math.md §4, §10). ``sign`` is the (conserved) sign of det W."""
 
     model = "chart"
 
@@ -304,7 +313,7 @@ class ChartFlow:
 
 
 class LayerChartFlow:
-    """Layer-wise gradient flow Ẇ_j = −W_{N:j+1}ᵀ ∇ℓ(W) W_{j−1:1}ᵀ (SPEC §3.3) of the 2×2 problem, for
+    """Layer-wise gradient flow Ẇ_j = −W_{N:j+1}ᵀ ∇ℓ(W) W_{j−1:1}ᵀ (docs/math.md §6) of the 2×2 problem, for
     non-balanced initializations; det W = Π_j det W_j (each factor's determinant is well conditioned)."""
 
     model = "layers"
@@ -322,16 +331,12 @@ class LayerChartFlow:
 
     def __call__(self, t: float, q: np.ndarray) -> np.ndarray:
         fs = self.factors(q)
-        pre = [np.eye(2)]
-        for F in fs:
-            pre.append(F @ pre[-1])
+        pre, suf = prefix_products(fs), suffix_products(fs)  # pre[j] = W_{j:1}, suf[j] = W_{N:j+1}
         W = pre[-1]
         G = np.array([[0.0, W[0, 1] - self.data.z], [W[1, 0] - self.data.zp, W[1, 1] - self.data.eps]])
         out = np.empty(4 * self.depth)
-        suf = np.eye(2)
         for j in range(self.depth - 1, -1, -1):
-            out[4 * j:4 * j + 4] = -(suf.T @ G @ pre[j].T).ravel()
-            suf = suf @ fs[j]
+            out[4 * j:4 * j + 4] = -(suf[j + 1].T @ G @ pre[j].T).ravel()
         return out
 
     def jac(self, t: float, q: np.ndarray) -> np.ndarray:
@@ -354,7 +359,8 @@ class LayerChartFlow:
 
 
 def make_razin_flow(factors: Sequence[np.ndarray], data: RazinData, depth: int) -> ChartFlow | LayerChartFlow:
-    """The chart flow for balanced factors (exact, SPEC §3.1), the layer-wise flow otherwise (SPEC §3.3)."""
+    """The chart flow for balanced factors (exact, docs/math.md §4), the layer-wise flow otherwise
+    (docs/math.md §6)."""
     sign = 1 if np.linalg.det(end_product(factors)) > 0 else -1
     if is_balanced(factors):
         return ChartFlow(data, depth, sign)
@@ -475,7 +481,7 @@ def run_razin(
     t_end: float = DEFAULT_T_END,
     **kwargs: Any,
 ) -> tuple[RazinRun, list[np.ndarray]]:
-    """Build the initialization and integrate (SPEC §4); returns (run, initial factors)."""
+    """Build the initialization and integrate (docs/math.md §10); returns (run, initial factors)."""
     data = data or RazinData()
     scale = DEFAULT_INIT_SCALE.get(init, 1e-5) if init_scale is None else float(init_scale)
     validate_run_args(depth, t_end, init, det_sign, scale)
@@ -484,18 +490,18 @@ def run_razin(
     return integrate_razin(flow, factors, t_end, **kwargs), factors
 
 
-# ---- metrics and trajectory (SPEC §1.3, §7) ---------------------------------------------------------
+# ---- metrics and trajectory (docs/math.md §2; docs/contract.md) --------------------------------------------
 
 def norms_from(W: np.ndarray, s1: float, s2: float) -> dict[str, float]:
-    """Frobenius, nuclear, spectral, max-entry and Schatten-½ ((√σ₁ + √σ₂)²) of W (SPEC §4 C3)."""
+    """Frobenius, nuclear, spectral, max-entry and Schatten-½ ((√σ₁ + √σ₂)²) of W (docs/math.md §10 C3)."""
     return {"fro": math.hypot(s1, s2), "nuc": s1 + s2, "spec": s1, "max": float(np.max(np.abs(W))),
             "s12": (math.sqrt(s1) + math.sqrt(s2)) ** 2}
 
 
 def razin_trajectory(run: RazinRun, data: RazinData, W0: np.ndarray) -> Trajectory:
-    """The :class:`Trajectory` of SPEC §7 with the ``razin`` extras ``w11``, ``norm_max``, ``norm_s12``,
-    ``delta`` (= √(2ℓ)) and ``rank_subopt`` (max{σ_min, erank − 1}; SPEC §1.3); σ, det, erank and the
-    norms use the cancellation-free singular values of the run."""
+    """The :class:`Trajectory` of docs/contract.md with the ``razin`` extras ``w11``, ``norm_max``,
+    ``norm_s12``, ``delta`` (= √(2ℓ)) and ``rank_subopt`` (max{σ_min, erank − 1}; docs/math.md §10); σ, det,
+    erank and the norms use the cancellation-free singular values of the run."""
     problem = data.problem()
     T = run.t.size
     norms = {k: np.empty(T) for k in NORMS}
@@ -519,7 +525,7 @@ def razin_trajectory(run: RazinRun, data: RazinData, W0: np.ndarray) -> Trajecto
                       message=run.message, stats=dict(run.stats))
 
 
-# ---- checks C1–C7 (SPEC §4) ------------------------------------------------------------------------
+# ---- checks C1–C7 (docs/math.md §10) -----------------------------------------------------------------------
 
 def _tail(loss: np.ndarray, level: float) -> np.ndarray:
     """Indices from the first time ℓ < level on."""
@@ -678,8 +684,9 @@ def check_c7(run: RazinRun, depth: int, init: str, init_scale: float) -> dict[st
 def evaluate_checks(run: RazinRun, data: RazinData, depth: int, init: str,
                     init_scale: float) -> dict[str, Any]:
     """C1–C7 along a run (those whose hypotheses hold for its data, sign and initialization), for
-    ``run.json``. C1–C6 assume a balanced initialization (SPEC §4); for a non-balanced one (``normal``)
-    they are reported with ``applies: false`` and the observed values (the sign of det can then change)."""
+    ``run.json``. C1–C6 assume a balanced initialization (docs/math.md §10); for a non-balanced one
+    (``normal``) they are reported with ``applies: false`` and the observed values (the sign of det can
+    then change)."""
     default_data = data == RazinData()
     balanced = run.model == "chart"
     pos = bool(run.det_sign[0] > 0)
@@ -695,7 +702,7 @@ def evaluate_checks(run: RazinRun, data: RazinData, depth: int, init: str,
         for v in out.values():
             if v.get("applies", True):
                 v.update({"applies": False, "observed_holds": v.get("holds"), "holds": None,
-                          "reason": "non-balanced initialization: outside the hypotheses of SPEC §4"})
+                          "reason": "non-balanced initialization: outside the hypotheses of RC20 C1–C6"})
     return out
 
 

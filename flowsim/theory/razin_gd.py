@@ -1,6 +1,6 @@
-"""Discrete gradient descent on the Razin–Cohen 2×2 problem (RC20's setting; SPEC §4, §5).
+"""Discrete gradient descent on the Razin–Cohen 2×2 problem (RC20's setting; docs/math.md §10, §11).
 
-GD on the layer factors, W_j ← W_j − η ∇_{W_j}ℓ with ∇_{W_j}ℓ = W_{N:j+1}ᵀ ∇ℓ(W) W_{j−1:1}ᵀ (SPEC §3.3)
+GD on the layer factors, W_j ← W_j − η ∇_{W_j}ℓ with ∇_{W_j}ℓ = W_{N:j+1}ᵀ ∇ℓ(W) W_{j−1:1}ᵀ (docs/math.md §6)
 and ∇ℓ(W) = P_Ω(W − B) (loss ½Σ_Ω), run until ℓ < ``stop_loss`` (RC20: depth 3, η = 3e-3, ℓ < 1e-4).
 
 Speed. The run needs t/η iterations, t ≈ 1e4 for ℓ < 1e-4 at depth 3: several million sequential
@@ -142,7 +142,7 @@ class GDResult:
 
     @property
     def t(self) -> np.ndarray:
-        """t_k = kη (SPEC §5)."""
+        """t_k = kη (docs/math.md §11)."""
         return self.k * self.lr
 
     def summary(self) -> dict[str, Any]:
@@ -163,8 +163,9 @@ def run_gd(
     engine: str = "auto",
     n_records: int = 600,
 ) -> GDResult:
-    """GD from ``factors`` until ℓ < ``stop_loss`` or ``max_iter`` iterations (RC20; SPEC §4). Status ``ok``
-    when the loss threshold was reached, ``diverged`` on overflow, ``failed`` when the budget ran out."""
+    """GD from ``factors`` until ℓ < ``stop_loss`` or ``max_iter`` iterations (RC20; docs/math.md §10).
+    Status ``ok`` when the loss threshold was reached, ``diverged`` on overflow, ``failed`` when the budget
+    ran out."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     data = data or RazinData()

@@ -1,7 +1,7 @@
-"""Plots of a ``flowsim razin`` run directory (SPEC §4, §7): ``razin.png`` (|w₁₁| against the loss on an
-inverted log axis as RC20 plot it, with the discrete GD run when present; ‖W‖·√ℓ per norm against t;
-σ_min against δ = √(2ℓ) with the bound σ_min < δ; det W) and ``razin_family.png`` (the perturbed family
-with the rank-1 completion values zz′/ε marked) when the run holds one."""
+"""Plots of a ``flowsim razin`` run directory (docs/math.md §10; docs/contract.md §2): ``razin.png`` (|w₁₁|
+against the loss on an inverted log axis as RC20 plot it, with the discrete GD run when present; ‖W‖·√ℓ per
+norm against t; σ_min against δ = √(2ℓ) with the bound σ_min < δ; det W) and ``razin_family.png`` (the
+perturbed family with the rank-1 completion values zz′/ε marked) when the run holds one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from flowsim.io import read_json
-from flowsim.plotting import _mpl
+from flowsim.plotting import pyplot
 
 NORM_KEYS = (("norm_fro", "Frobenius"), ("norm_nuc", "nuclear"), ("norm_spec", "spectral"),
              ("norm_max", "max-entry"), ("norm_s12", "Schatten-½"))
@@ -68,7 +68,7 @@ def _plot_run(d: Path) -> list[Path]:
 
 def plot_main(a: dict[str, np.ndarray], info: dict, gd: dict[str, np.ndarray] | None, path: Path) -> Path:
     """Four panels: |w₁₁| vs ℓ (inverted log axis; flow and GD), ‖W‖·√ℓ vs t, σ_min vs δ, |det W| vs t."""
-    plt = _mpl()
+    plt = pyplot()
     p = info.get("params", {})
     sel = (a["t"] > 0) & (a["loss"] > 0)
     t, loss = a["t"][sel], a["loss"][sel]
@@ -122,7 +122,7 @@ def plot_main(a: dict[str, np.ndarray], info: dict, gd: dict[str, np.ndarray] | 
 
 def plot_family(fam: dict[str, np.ndarray], info: dict, path: Path) -> Path:
     """|w₁₁| against ℓ (inverted log axis) for each ε of the family, with zz′/ε marked (C5)."""
-    plt = _mpl()
+    plt = pyplot()
     eps = fam["eps"]
     z, zp = float(fam["z"]), float(fam["zp"])
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)

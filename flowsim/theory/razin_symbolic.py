@@ -1,5 +1,5 @@
-"""C8 (RC20; SPEC §4) in sympy: on the solution set of the 2×2 problem every Schatten-p (quasi-)norm, p > 0,
-is minimized at w₁₁ = 0, while the gradient flow drives |w₁₁| → ∞ (C2): no norm is being minimized.
+"""C8 (RC20; docs/math.md §10) in sympy: on the solution set of the 2×2 problem every Schatten-p (quasi-)norm,
+p > 0, is minimized at w₁₁ = 0, while the gradient flow drives |w₁₁| → ∞ (C2): no norm is being minimized.
 
 Derivation (data z, z′ > 0 or < 0 with zz′ ≠ 0, ε = 0). The solutions are W(x) = [[x, z], [z′, 0]]:
 σ₁σ₂ = |det W| = |zz′| =: k² and σ₁² + σ₂² = x² + z² + z′². With x = 2k·sinh(u)·… it is cleaner to
@@ -31,7 +31,7 @@ def schatten_on_solutions(z: sp.Expr, zp: sp.Expr) -> dict[str, Any]:
     charpoly = sp.expand((W.T * W).charpoly(lam).as_expr())
     # λ² − (σ₁² + σ₂²)λ + (σ₁σ₂)²; the coefficients are polynomials: ``expand`` is their normal form (the
     # identities below are polynomial or exponential-polynomial, so ``expand`` decides them exactly, at a
-    # fraction of the cost of ``simplify``: issue 8 profile of ``razin`` and ``check --quick``)
+    # fraction of the cost of ``simplify``: measured on profiles of ``razin`` and ``check --quick``)
     trace_term = sp.expand(-charpoly.coeff(lam, 1))
     det_term = sp.expand(charpoly.coeff(lam, 0))
     s1, s2 = k * sp.exp(u), k * sp.exp(-u)

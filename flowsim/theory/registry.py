@@ -1,12 +1,13 @@
-"""The claims registry (SPEC §6): every claim has an id, a source, a one-line statement, a numerical test
-returning a residual, a tolerance and a verdict computed at every run.
+"""The claims registry (docs/contract.md §4): every claim has an id, a source, a one-line statement, a
+numerical test returning a residual, a tolerance and a verdict computed at every run.
 
 A claim's test is a function ``test(config: CheckConfig) -> Evidence``. The verdict is derived from the
 residual (a relative error): ``holds`` if residual ≤ tolerance, ``approximate`` if residual ≤
 approx_tolerance, otherwise ``fails`` (the evidence's details then carry the counterexample); ``error`` when
 the test could not measure (it raised, exited or returned no real residual ≥ 0; details say why).
 
-Built-in claims live in modules ``theory/claims_*.py``; :func:`load_builtin_claims` imports them all.
+Built-in claims live in the modules ``flowsim/theory/claims_*.py``; :func:`load_builtin_claims` imports
+them all.
 
 The registry is public API. A researcher registers a claim of their own in their own module, either with
 :func:`claim` (any test) or with :func:`formula_claim` (a formula written as a function of W, of the layer
@@ -78,7 +79,7 @@ class Claim:
 
 @dataclass
 class ClaimRecord:
-    """The outcome of checking one claim (the JSON record of SPEC §7)."""
+    """The outcome of checking one claim (the JSON record of docs/contract.md §4)."""
 
     id: str
     source: str
@@ -98,7 +99,8 @@ class ClaimRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record ``{"id", "source", "statement", "verdict", "residual", "tolerance", "details"}``
-        (SPEC §7); ``details`` also carries the wall time, the claim's group and what the verdict means."""
+        (docs/contract.md); ``details`` also carries the wall time, the claim's group
+        and what the verdict means."""
         extra = {"wall_time_s": self.wall_time_s, "group": self.group}
         if self.meaning:
             extra["meaning"] = self.meaning
@@ -108,6 +110,23 @@ class ClaimRecord:
 
 REGISTRY: dict[str, Claim] = {}
 _GROUP: list[str] = ["builtin"]  # the group of claims registered without an explicit one (a stack)
+
+#: Earlier spellings of built-in claim ids that ``flowsim check --claim`` still accepts. Built-in ids are
+#: upper case (``RC20-C1``, ``Z22-EQ7``); lower-case spellings such as ``rc20-c1`` resolve case-insensitively
+#: and need no entry here.
+CLAIM_ALIASES: dict[str, str] = {"SPEC-3.2-EXACT": "Z22-EQ7-EXACT"}
+
+
+def resolve_claim_id(registry: dict[str, Claim], cid: str) -> str | None:
+    """The registered id that ``cid`` names, or None: an exact match first, then an alias of
+    :data:`CLAIM_ALIASES`, then the one registered id equal to ``cid`` up to case (ambiguous → None)."""
+    if cid in registry:
+        return cid
+    for name in (CLAIM_ALIASES.get(cid), CLAIM_ALIASES.get(cid.upper())):
+        if name is not None and name in registry:
+            return name
+    folded = [rid for rid in registry if rid.casefold() == cid.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def register(c: Claim) -> Claim:

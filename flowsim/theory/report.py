@@ -1,4 +1,5 @@
-"""Rendering of check results (SPEC §6, §7): the terminal table, the JSON records and ``docs/claims.md``.
+"""Rendering of check results (docs/contract.md §4): the terminal table, the JSON
+records and ``docs/claims.md``.
 
 The Markdown table is generated from the JSON records (:func:`markdown_from_records`), so the README's
 table of verdicts can always be regenerated from a fresh ``flowsim check --json FILE``.
@@ -44,7 +45,7 @@ def table(records: Sequence[ClaimRecord]) -> str:
 
 
 def records_json(records: Sequence[ClaimRecord]) -> list[dict[str, Any]]:
-    """The JSON records of SPEC §7 (a list)."""
+    """The JSON records of docs/contract.md (a list)."""
     return [r.to_json() for r in records]
 
 

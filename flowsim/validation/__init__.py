@@ -1,8 +1,9 @@
-"""Validation of the continuous-time models against discrete optimizers (SPEC §5).
+"""Validation of the continuous-time models against discrete optimizers (docs/math.md §11).
 
 * :func:`train` / :func:`train_batched`: discrete GD, Adam, Adagrad, Adamax, RMSprop on the layer factors in
   torch (torch.optim semantics), B runs batched, metrics on a log-spaced iteration grid, t_k = kη.
-* :func:`validate`: discrete runs against a flow over step sizes, the errors of SPEC §5 and their log-log
+* :func:`validate`: discrete runs against a flow over step sizes, the errors of
+docs/math.md §11 and their log-log
   slope.
 """
 

@@ -1,4 +1,4 @@
-"""Matrix-completion baselines for the sample-size study (Zhao22 Fig. 4 protocol, SPEC §8).
+"""Matrix-completion baselines for the sample-size study (Zhao22 Fig. 4 protocol, docs/math.md §13).
 
 * :func:`soft_impute` — SoftImpute (Mazumder, Hastie, Tibshirani, *Spectral regularization algorithms for
   learning large incomplete matrices*, JMLR 2010, Algorithm 1): for the nuclear-norm regularized problem

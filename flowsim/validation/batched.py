@@ -1,13 +1,14 @@
-"""A batch of B completion problems and depth-N linear networks as stacked torch tensors (SPEC §1, §2, §5).
+"""A batch of B completion problems and depth-N linear networks as stacked torch
+tensors (docs/math.md §2, §3, §11).
 
 Layer factors of B runs are tensors of shape (B, d_j, d_{j−1}); end products are (B, m, n). Losses and
 gradients are closed forms, batched over runs (batched matmul), never autograd:
 
-  ℓ(W) = c Σ_Ω (W − W*)²/D,  ∇ℓ(W) = (2c/D) P_Ω(W − W*)                                 (SPEC §1.1)
-  ∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ                              (SPEC §3.3)
+  ℓ(W) = c Σ_Ω (W − W*)²/D,  ∇ℓ(W) = (2c/D) P_Ω(W − W*)                                 (docs/math.md §2)
+  ∇_{W_j}(ℓ + λR) = W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ                              (docs/math.md §6)
 
 The penalty gradient ∇R = U diag(g(σ)) Vᵀ uses a batched thin SVD and the penalty's own g(σ) (the
-conventions of :mod:`flowsim.penalties`, evaluated per run on the σ vector). Metrics (SPEC §1.3) use
+conventions of :mod:`flowsim.penalties`, evaluated per run on the σ vector). Metrics (docs/math.md §2) use
 one batched SVD of the end products.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from flowsim.errors import BadInputError
+from flowsim.factors import prefix_products, suffix_products
 from flowsim.penalties import Penalty
 from flowsim.problems import CompletionProblem
 
@@ -96,7 +98,7 @@ class BatchedProblems:
         return (not self.penalty.is_zero) and bool(torch.any(self.lam != 0))
 
     def loss_and_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ℓ(W) + λR(W) per run (B,), G = ∇ℓ(W) + λ∇R(W) (B, m, n)) (SPEC §1.1, §2)."""
+        """(ℓ(W) + λR(W) per run (B,), G = ∇ℓ(W) + λ∇R(W) (B, m, n)) (docs/math.md §2, §3)."""
         R = self.mask * (W - self.W_star)
         loss = self.coef[:, 0, 0] * (R * R).sum(dim=(1, 2))
         G = (2 * self.coef) * R
@@ -107,7 +109,7 @@ class BatchedProblems:
         return loss, G
 
     def penalty_value_and_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R(W) (B,), ∇R(W) = U diag(g(σ)) Vᵀ (B, m, n)) via one batched thin SVD (SPEC §2).
+        """(R(W) (B,), ∇R(W) = U diag(g(σ)) Vᵀ (B, m, n)) via one batched thin SVD (docs/math.md §3).
 
         Non-finite end products (a diverged run) are replaced by 0 for the SVD only, so that one bad run
         cannot break the batched factorization of the others; the bad run is caught by its loss.
@@ -122,7 +124,7 @@ class BatchedProblems:
         return torch.as_tensor(vals, dtype=W.dtype, device=W.device), (U * g_t[:, None, :]) @ Vh
 
     def metrics(self, W: torch.Tensor) -> dict[str, np.ndarray]:
-        """Metrics of SPEC §1.3 per run from one batched SVD: arrays (B,) and ``sigma`` (B, min(m, n)).
+        """Metrics of docs/math.md §2 per run from one batched SVD: arrays (B,) and ``sigma`` (B, min(m, n)).
 
         Same definitions as :func:`flowsim.metrics.matrix_metrics` (loss without the penalty, relative
         test error, test RMSE, erank, Frobenius/nuclear/spectral norms, det for square W).
@@ -193,7 +195,7 @@ class TorchRuns:
         self.G: torch.Tensor | None = None
 
     def _evaluate(self) -> None:
-        self.pre = prefix_products(self.params)
+        self.pre = prefix_products(self.params, identity=False)
         loss, self.G = self.problems.loss_and_grad(self.pre[-1])
         bad = ~torch.isfinite(loss) | (loss.abs() > self.blowup)
         fb = self.first_bad
@@ -224,36 +226,18 @@ def to_numpy(x: torch.Tensor) -> np.ndarray:
     return np.array(x.detach().to("cpu", torch.float64).numpy(), copy=True)
 
 
-def prefix_products(factors: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
-    """[W_{0:1}, …, W_{N:1}] batched; W_{0:1} = I is represented by None (never materialized)."""
-    out: list[torch.Tensor | None] = [None, factors[0]]
-    for F in factors[1:]:
-        out.append(F @ out[-1])
-    return out
-
-
-def suffix_products(factors: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
-    """[W_{N:1}, W_{N:2}, …, W_{N:N+1}] batched; W_{N:N+1} = I is None."""
-    out: list[torch.Tensor | None] = [None, factors[-1]]
-    for F in reversed(factors[:-1]):
-        out.append(out[-1] @ F)
-    return out[::-1]
-
-
-def end_product(factors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """W = W_N ⋯ W_1 per run (SPEC §0)."""
-    W = factors[0]
-    for F in factors[1:]:
-        W = F @ W
-    return W
-
-
 def layer_gradients(
     factors: Sequence[torch.Tensor], G: torch.Tensor, pre: Sequence[torch.Tensor | None] | None = None
 ) -> list[torch.Tensor]:
-    """∇_{W_j} = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ per run (SPEC §3.3), with prefix/suffix products."""
-    pre = prefix_products(factors) if pre is None else pre
-    suf = suffix_products(factors)
+    """∇_{W_j} = W_{N:j+1}ᵀ G W_{j−1:1}ᵀ per run (docs/math.md §6), with the prefix and suffix products of
+    :func:`flowsim.factors.prefix_products` / :func:`~flowsim.factors.suffix_products` (identities as None).
+
+    The products are formed explicitly, (W_{N:j+1}ᵀ G) W_{j−1:1}ᵀ, not back-propagated as in
+    :func:`flowsim.flows.gradient.layer_gradients`: the two agree to round-off, and the discrete runs keep
+    this order (their recorded numbers depend on it).
+    """
+    pre = prefix_products(factors, identity=False) if pre is None else pre
+    suf = suffix_products(factors, identity=False)
     grads = []
     for j in range(len(factors)):
         g = G if suf[j + 1] is None else suf[j + 1].transpose(1, 2) @ G

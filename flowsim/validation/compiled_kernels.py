@@ -11,6 +11,13 @@ Conventions (the same operations, in the same order, as the torch engine of :mod
   flat in the same layout, so the element-wise updates run once over all layers;
 * hyper-parameters of run b are ``hyp[b, H_*]``; the flags (Nesterov, AMSGrad, centered) are shared.
 
+The math has its numpy/torch home elsewhere, and these kernels mirror it in numba's own code (numba
+compiles neither numpy's generic helpers nor torch): the chain products of
+:func:`flowsim.factors.prefix_products` / :func:`~flowsim.factors.suffix_products`, the layer gradients of
+:func:`flowsim.validation.batched.layer_gradients`, the spectral penalty gradient of
+:meth:`flowsim.penalties.Penalty.spectral_grad` and the updates of :mod:`flowsim.validation.optimizers`.
+``tests/validation/test_compiled_optimizers.py`` compares every kernel with the torch engine.
+
 Without numba the module still imports (the functions are plain Python, far too slow to be used, and
 :func:`flowsim.validation.compiled_runs.numba_available` steers ``engine="auto"`` to torch).
 """

@@ -1,4 +1,4 @@
-"""Errors between a discrete run and a flow at common times, and the convergence order (SPEC §5).
+"""Errors between a discrete run and a flow at common times, and the convergence order (docs/math.md §11).
 
 e_σ = max_k max_i |σ_i^{disc}(t_k) − σ_i^{flow}(t_k)| / σ_1^{flow}(t_k),
 e_W = max_k ‖W^{disc}(t_k) − W^{flow}(t_k)‖_F / ‖W^{flow}(t_k)‖_F,
@@ -14,13 +14,13 @@ import numpy as np
 
 
 def sigma_errors(sigma_disc: np.ndarray, sigma_flow: np.ndarray) -> np.ndarray:
-    """Per time: max_i |σ_i^{disc} − σ_i^{flow}| / σ_1^{flow} (SPEC §5). Arrays (T, r) → (T,)."""
+    """Per time: max_i |σ_i^{disc} − σ_i^{flow}| / σ_1^{flow} (docs/math.md §11). Arrays (T, r) → (T,)."""
     sd, sf = np.asarray(sigma_disc, dtype=float), np.asarray(sigma_flow, dtype=float)
     return np.max(np.abs(sd - sf), axis=1) / sf[:, 0]
 
 
 def matrix_errors(W_disc: np.ndarray, W_flow: np.ndarray) -> np.ndarray:
-    """Per time: ‖W^{disc} − W^{flow}‖_F / ‖W^{flow}‖_F (SPEC §5). Arrays (T, m, n) → (T,)."""
+    """Per time: ‖W^{disc} − W^{flow}‖_F / ‖W^{flow}‖_F (docs/math.md §11). Arrays (T, m, n) → (T,)."""
     Wd, Wf = np.asarray(W_disc, dtype=float), np.asarray(W_flow, dtype=float)
     return np.linalg.norm(Wd - Wf, axis=(1, 2)) / np.linalg.norm(Wf, axis=(1, 2))
 

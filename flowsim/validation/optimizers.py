@@ -1,4 +1,5 @@
-"""Discrete optimizers with ``torch.optim`` semantics, batched over B stacked independent runs (SPEC §5).
+"""Discrete optimizers with ``torch.optim`` semantics, batched over B stacked
+independent runs (docs/math.md §11).
 
 Every parameter is a tensor whose first axis indexes the run: a layer factor of B runs is one tensor of shape
 (B, d_j, d_{j−1}). Every hyper-parameter may be a number (shared) or a sequence of B numbers (one per run);

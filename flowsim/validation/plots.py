@@ -33,12 +33,12 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
 
 def _plot_run(d: Path) -> list[Path]:
-    from flowsim.plotting import _mpl, save_figure
+    from flowsim.plotting import pyplot, save_figure
 
     doc = read_json(d / VALIDATION_JSON)
     rows = [r for r in doc.get("rows", []) if isinstance(r, dict) and "lr" in r]
     lrs = np.array([r["lr"] for r in rows], dtype=float)
-    plt = _mpl()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
     ax = axes[0]
     for key, label, color in (("e_sigma", "e_σ", "C0"), ("e_W", "e_W", "C3")):

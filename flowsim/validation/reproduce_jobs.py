@@ -227,7 +227,8 @@ def measure_step_cost(
     on an idle core, and stays meaningful on a shared machine."""
     import torch
 
-    from .batched import BatchedProblems, layer_gradients, prefix_products, resolve_dtype
+    from ..factors import prefix_products
+    from .batched import BatchedProblems, layer_gradients, resolve_dtype
     from .optimizers import make_optimizer
 
     torch.set_num_threads(1)
@@ -242,7 +243,7 @@ def measure_step_cost(
     for i in range(steps + 1):
         if i == 1:
             t = time.process_time()
-        pre = prefix_products(params)
+        pre = prefix_products(params, identity=False)
         _, G = bp.loss_and_grad(pre[-1])
         opt.step(layer_gradients(params, G, pre))
     return (time.process_time() - t) / steps

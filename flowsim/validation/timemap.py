@@ -1,4 +1,4 @@
-"""The time map between discrete iterations and flow time (SPEC §5): t_k = kη."""
+"""The time map between discrete iterations and flow time (docs/math.md §11): t_k = kη."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flowsim.errors import BadInputError
 
 
 def iteration_times(iterations: np.ndarray, lr: float) -> np.ndarray:
-    """t_k = k·η for the given iterations k (SPEC §5)."""
+    """t_k = k·η for the given iterations k (docs/math.md §11)."""
     return np.asarray(iterations, dtype=np.int64) * float(lr)
 
 

@@ -1,9 +1,10 @@
 """Discrete full-batch training of the layer factors (torch or numba engine), B runs at once
 (docs/math.md §11).
 
-Each run k-th iterate W_j^{(k)} is mapped to the flow time t_k = kη (SPEC §5). Metrics (SPEC §1.3) are
-recorded on a log-spaced iteration grid only (one batched SVD per recorded iteration, none in between),
-and returned as :class:`flowsim.trajectory.Trajectory` objects, the same contract as the flows (SPEC §7).
+Each run k-th iterate W_j^{(k)} is mapped to the flow time t_k = kη (docs/math.md §11). Metrics (docs/math.md
+§2) are recorded on a log-spaced iteration grid only (one batched SVD per recorded iteration, none in
+between), and returned as :class:`flowsim.trajectory.Trajectory` objects, the same contract as the flows
+(docs/contract.md).
 
 The iterations run in one of two engines with the same operations in the same order: batched torch tensors
 (any device, float32 or float64) or a compiled numba loop over the runs (CPU float64; ~100× faster per
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from flowsim.errors import BadInputError
-from flowsim.factors import layer_dims
+from flowsim.factors import end_product, layer_dims
 from flowsim.penalties import Penalty
 from flowsim.problems import CompletionProblem
 from flowsim.trajectory import Trajectory
@@ -195,7 +196,7 @@ def train_batched(
         arr = {key: np.array([r[key][b] for r in records[:n_ok]]) for key in (records[0] if records else {})}
         m_, n_ = probs[b].shape
         sigma = arr.get("sigma", np.zeros((0, min(m_, n_)))).reshape(len(ks), min(m_, n_))
-        W_final = W_last[b] if (W_last is not None and n_ok) else _end_product_np(factors[b])
+        W_final = W_last[b] if (W_last is not None and n_ok) else end_product(factors[b])
         stats = {
             "optimizer": opt.describe() | {"lr": lrs[b]},
             "lam": lams[b],
@@ -222,7 +223,7 @@ def train_batched(
                 norm_nuc=arr.get("norm_nuc", np.zeros(0)),
                 norm_spec=arr.get("norm_spec", np.zeros(0)),
                 det=arr.get("det"),
-                W0=W0[b] if W0 is not None else np.asarray(_end_product_np(factors[b])),
+                W0=W0[b] if W0 is not None else np.asarray(end_product(factors[b])),
                 W_star=probs[b].W_star.copy(),
                 mask=probs[b].mask.copy(),
                 W_final=W_final,
@@ -245,13 +246,6 @@ def _next_landing(k: int, rec: np.ndarray, check_every: int, k_end: int) -> int:
     i = int(np.searchsorted(rec, k, side="right"))
     nxt = int(rec[i]) if i < rec.size else k_end
     return min(nxt, (k // check_every + 1) * check_every, k_end)
-
-
-def _end_product_np(factors: Sequence[np.ndarray]) -> np.ndarray:
-    W = factors[0]
-    for F in factors[1:]:
-        W = F @ W
-    return W
 
 
 def train(

@@ -1,4 +1,5 @@
-"""Compare a discrete optimizer with a continuous-time model over step sizes (SPEC §5, §7 ``validate``).
+"""Compare a discrete optimizer with a continuous-time model over step sizes (docs/math.md §11;
+docs/contract.md ``validate``).
 
 For each step size η: the discrete run (:func:`flowsim.validation.train.train`) and the flow
 (:func:`flowsim.simulate.simulate`, tight tolerances) start from the same factors; the flow is saved at the
@@ -42,7 +43,8 @@ ROW_KEYS = ("lr", "e_sigma", "e_W", "erank_gap", "test_error_gap")
 
 @dataclass
 class ValidationResult:
-    """Rows (one per η, keys of SPEC §7), fitted slopes, the trajectories and how the comparison ended."""
+    """Rows (one per η, keys of docs/contract.md), fitted slopes, the trajectories
+    and how the comparison ended."""
 
     optimizer: str
     against: str
@@ -65,7 +67,8 @@ class ValidationResult:
         return out
 
     def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``validation.json`` document (SPEC §7), plus ``details``/``status`` and any ``extra`` keys."""
+        """The ``validation.json`` document (docs/contract.md §3), plus
+        ``details``/``status`` and any ``extra`` keys."""
         sl = self.slopes()
         doc: dict[str, Any] = {
             "optimizer": self.optimizer,
@@ -137,7 +140,7 @@ def check_pairing(optimizer: str, against: str) -> None:
 
 
 def compare(disc: Trajectory, flow: Trajectory, lr: float) -> dict[str, float]:
-    """Errors of SPEC §5 between a discrete trajectory (with matrices) and a flow saved at t_k = kη.
+    """Errors of docs/math.md §11 between a discrete trajectory (with matrices) and a flow saved at t_k = kη.
 
     Every saved time of the flow must be a discrete time t_k (the Adam ODE starts at t₀ = η; a flow that
     stopped early is compared over the times it reached)."""
@@ -179,7 +182,7 @@ def validate(
     on_row: Callable[[ValidationResult], None] | None = None,
 ) -> ValidationResult:
     """Run the discrete ``optimizer`` and the flow ``against`` from ``factors`` for every η in ``lrs`` up to
-    ``t_end`` and return the errors per η with the fitted slopes (SPEC §5).
+    ``t_end`` and return the errors per η with the fitted slopes (docs/math.md §11).
 
     ``hyper`` holds optimizer hyper-parameters (for Adam: beta1, beta2, eps, which the Adam flows share).
     ``beta_scaling="bb21"`` (Adam only) reads beta1/beta2 as the values at the largest η, η_max, and uses

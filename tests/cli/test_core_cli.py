@@ -1,4 +1,4 @@
-"""SPEC §7: the ``flowsim simulate`` / ``flowsim plot`` contract on a small problem."""
+"""docs/contract.md: the ``flowsim simulate`` / ``flowsim plot`` contract on a small problem."""
 
 import json
 import subprocess
@@ -16,6 +16,7 @@ NPZ_KEYS = {"t", "sigma", "loss", "test_error", "erank", "W0", "W_star", "mask",
 RUN_KEYS = {"command", "params", "status", "message", "wall_time_s", "stats", "final", "versions", "seed"}
 
 
+@pytest.mark.slow
 def test_simulate_contract_subprocess(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "flowsim", "simulate", *SMALL, "--save-matrices",
@@ -46,6 +47,7 @@ def test_simulate_contract_subprocess(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_load_run_round_trip(tmp_path):
     out = tmp_path / "r"
     assert main(["simulate", *SMALL, "--t-end", "50", "--model", "layers", "--out", str(out)]) == 0
@@ -79,6 +81,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_no_plot_skips_only_the_png(tmp_path):
     out = tmp_path / "np"
     assert main(["simulate", *SMALL, "--t-end", "20", "--no-plot", "--out", str(out)]) == 0

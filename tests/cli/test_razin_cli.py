@@ -1,4 +1,4 @@
-"""``flowsim razin`` end to end (SPEC §7): outputs, plots, bad input."""
+"""``flowsim razin`` end to end (docs/contract.md): outputs, plots, bad input."""
 
 import json
 import subprocess
@@ -9,6 +9,9 @@ import pytest
 
 from flowsim.cli import main
 from flowsim.cli.plot import plot_run_dir
+
+# every test here runs razin's integration (about 1 s and more each): the fast lane leaves them out
+pytestmark = pytest.mark.slow
 
 
 def test_razin_run_outputs(tmp_path):

@@ -20,10 +20,11 @@ from tests.cli.test_robustness_bad_input import SIM, _call
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_a_locked_folder_is_refused_while_its_owner_runs(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    code = ("import sys, pathlib; from flowsim.cli.outdir import lock_dir; "
+    code = ("import sys, pathlib; from flowsim.runs.outdir import lock_dir; "
             "lock_dir(pathlib.Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()")
     owner = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -39,6 +40,7 @@ def test_a_locked_folder_is_refused_while_its_owner_runs(tmp_path: Path) -> None
     assert rc == 0, err
 
 
+@pytest.mark.slow
 def test_out_never_mixes_two_runs(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert _call([*SIM, "--out", str(out)])[0] == 0
@@ -107,6 +109,7 @@ def _sweep(cfg: Path, out: Path, *extra: str) -> tuple[int, str, str]:
     return _call(["sweep", str(cfg), "--out", str(out), "--workers", "1", "--quiet", *extra])
 
 
+@pytest.mark.slow
 def test_sweep_outside_failures_are_retried_on_resume(tmp_path: Path) -> None:
     w = tmp_path / "w.npy"
     cfg = tmp_path / "s.toml"
@@ -157,6 +160,7 @@ def test_table_report_on_a_grid_without_penalty_does_not_raise(tmp_path: Path) -
     assert "| GD |" not in render_table1(out) and "0.500" in render_table1(out)
 
 
+@pytest.mark.slow
 def test_plot_reads_cut_runs_and_refuses_what_it_cannot(tmp_path: Path) -> None:
     from flowsim.trajectory import load_run, write_run
 

@@ -22,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 300.0
 
+# child processes that run a command to the phase to interrupt (4–12 s each): not in the fast lane
+pytestmark = pytest.mark.slow
+
 
 def _wait_for(paths: list[Path], proc: subprocess.Popen, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
@@ -181,12 +184,12 @@ def test_sweep_sigint_on_the_parent_alone_stops_the_workers(tmp_path: Path) -> N
     (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import os, pathlib, time
         if os.environ.get("FLOWSIM_TEST_MARKS"):
-            import flowsim.cli.simulate as cs
-            def run(args):
+            import flowsim.runs.simulate as rs
+            def run(spec):
                 pathlib.Path({str(marks)!r}, str(os.getpid())).write_text("in")
                 while True:
                     time.sleep(0.05)
-            cs.run = run
+            rs.run_simulate = run
     """))
     cfg = tmp_path / "s.toml"
     cfg.write_text('command = "simulate"\n[fixed]\nsize = "5"\nt-end = 1\n[grid]\ndepth = [1, 2]\n')

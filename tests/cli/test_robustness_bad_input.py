@@ -1,5 +1,5 @@
-"""Bad input to ``flowsim simulate`` / ``flowsim plot`` (issue 9; SPEC §7): one line on stderr naming the
-option and the accepted values, exit code 2, no traceback, no output directory left behind.
+"""Bad input to ``flowsim simulate`` / ``flowsim plot`` (docs/contract.md §5): one line on stderr naming
+the option and the accepted values, exit code 2, no traceback, no output directory left behind.
 
 The case table below is also the source of ``docs/bad_input.md``: regenerate it with
 
@@ -239,7 +239,7 @@ def _call(argv: Sequence[str], deny_write: bool = False) -> tuple[int, str, str]
     from flowsim.cli import main
 
     err, out = io.StringIO(), io.StringIO()
-    patch = mock.patch("flowsim.cli.common.os.access", return_value=False) if deny_write else (
+    patch = mock.patch("flowsim.runs.common.os.access", return_value=False) if deny_write else (
         contextlib.nullcontext())
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), patch:
         try:
@@ -266,7 +266,7 @@ def run_case(case: Case, tmp: Path) -> tuple[int, str, bool]:
 
 
 def assert_bad_input(case: Case, tmp: Path) -> str:
-    """The contract of issue 9 for one case; returns the message."""
+    """The bad-input contract for one case; returns the message."""
     code, err, created = run_case(case, tmp)
     expect = case.expect.format(tmp=tmp, out=expand(case, tmp)[1])
     assert code == 2, (case.name, code, err)
@@ -293,7 +293,7 @@ def test_bad_input_one_line_exit_2(case: Case, bad_files: Path) -> None:
 
 
 def test_every_issue_case_is_covered() -> None:
-    """The bad-input list of issue 9 (simulate/plot part) is in the table."""
+    """The bad-input list of the robustness work (simulate/plot part) is in the table."""
     names = {c.name for c in SIMULATE_CASES}
     for needed in ("depth 0", "depth negative", "depth not an integer", "rank 0", "rank > min(m, n)",
                    "observed 0", "observed negative", "observed > m*n", "size malformed (6x)", "lam negative",
@@ -327,6 +327,7 @@ def test_out_that_cannot_be_created_is_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("extra", [["--depth", "0"], ["--penalty", "schatten:0:1"],
                                    ["--w-star", "/nonexistent/w.npy"], ["--t-end", "nan"]])
+@pytest.mark.slow
 def test_bad_input_end_to_end_subprocess(tmp_path: Path, extra: list[str]) -> None:
     """The real console entry point: one stderr line, exit 2, nothing on stdout, no run directory."""
     out = tmp_path / "run"
@@ -411,6 +412,7 @@ def render_markdown() -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_docs_bad_input_md_is_current() -> None:
     assert DOC_PATH.is_file(), "run: python tests/cli/test_robustness_bad_input.py"
     assert DOC_PATH.read_text() == render_markdown(), "docs/bad_input.md is stale: python " \

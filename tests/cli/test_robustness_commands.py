@@ -1,6 +1,7 @@
-"""Bad input to the other commands (``train``, ``validate``, ``razin``, ``check``, ``sweep``; issue 9): one
-line on stderr naming the option and the accepted values, exit 2, no traceback, no run directory. Plus the
-discrete-run counterparts of the core robustness tests (divergence → exit 3, float32 runs).
+"""Bad input to the other commands (``train``, ``validate``, ``razin``, ``check``, ``sweep``;
+docs/contract.md §5): one line on stderr naming the option and the accepted values, exit 2, no traceback,
+no run directory. Plus the discrete-run counterparts of the core robustness tests (divergence → exit 3,
+float32 runs).
 
 The cases feed ``docs/bad_input.md`` too (see ``tests/cli/test_robustness_bad_input.py``). A command whose
 module is not importable is skipped, not failed.
@@ -230,11 +231,11 @@ def _available(module: str) -> bool:
 
 
 MODULES = {
-    "train": "flowsim.validation.cli_train",
-    "validate": "flowsim.validation.cli_validate",
-    "razin": "flowsim.theory.razin_cli",
-    "check": "flowsim.theory.cli",
-    "sweep": "flowsim.sweep.cli",
+    "train": "flowsim.cli.train",
+    "validate": "flowsim.cli.validate",
+    "razin": "flowsim.cli.razin",
+    "check": "flowsim.cli.check",
+    "sweep": "flowsim.cli.sweep",
 }
 
 COMMAND_SECTIONS = [
@@ -282,7 +283,7 @@ def test_every_issue_case_for_other_commands_is_covered() -> None:
         assert needed in names
 
 
-@pytest.mark.skipif(not _available("flowsim.validation.cli_train"), reason="flowsim train is not available")
+@pytest.mark.skipif(not _available("flowsim.cli.train"), reason="flowsim train is not available")
 def test_train_cuda_without_a_gpu_is_bad_input(files: Path) -> None:
     import torch
 
@@ -294,7 +295,8 @@ def test_train_cuda_without_a_gpu_is_bad_input(files: Path) -> None:
     assert not out.exists()
 
 
-@pytest.mark.skipif(not _available("flowsim.validation.cli_train"), reason="flowsim train is not available")
+@pytest.mark.skipif(not _available("flowsim.cli.train"), reason="flowsim train is not available")
+@pytest.mark.slow
 def test_train_divergence_exit_3_keeps_partial_run(tmp_path: Path) -> None:
     """GD with a step far above 2/L: the loss overflows; the run stops with exit 3 and says at which
     iteration, keeping what was recorded."""
@@ -330,7 +332,8 @@ def test_train_divergence_exit_3_keeps_partial_run(tmp_path: Path) -> None:
         assert z["t"].size >= 1 and np.all(np.isfinite(z["loss"]))
 
 
-@pytest.mark.skipif(not _available("flowsim.validation.cli_train"), reason="flowsim train is not available")
+@pytest.mark.skipif(not _available("flowsim.cli.train"), reason="flowsim train is not available")
+@pytest.mark.slow
 def test_train_float32_runs_and_records_finite_metrics(tmp_path: Path) -> None:
     import numpy as np
 

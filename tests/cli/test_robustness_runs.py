@@ -1,5 +1,5 @@
-"""Runs that diverge, fail, are interrupted or are killed (issue 9; SPEC §7 exit codes 3 and 130), atomic
-writes, and bit-for-bit determinism of ``flowsim simulate``."""
+"""Runs that diverge, fail, are interrupted or are killed (docs/contract.md §5: exit codes 3 and 130),
+atomic writes, and bit-for-bit determinism of ``flowsim simulate``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def _velocity_breaks_after(monkeypatch: pytest.MonkeyPatch, cls: type, t_break: 
 @pytest.mark.parametrize(("cls", "model", "what"), [(EndProductFlow, "end-product", "nan"),
                                                    (LayerwiseFlow, "layers", "nan"),
                                                    (EndProductFlow, "end-product", "linalg")])
+@pytest.mark.slow
 def test_nan_velocity_diverges_with_exit_3(cli, tmp_path, monkeypatch, cls, model, what):
     _velocity_breaks_after(monkeypatch, cls, 2.0, what)
     out = tmp_path / "run"
@@ -75,6 +76,7 @@ def test_nan_velocity_diverges_with_exit_3(cli, tmp_path, monkeypatch, cls, mode
     assert (out / "trajectory.png").is_file()
 
 
+@pytest.mark.slow
 def test_step_budget_exhausted_is_failed_exit_3(cli, tmp_path):
     out = tmp_path / "run"
     res = cli(*SMALL, "--t-end", "1e4", "--max-steps", "3", "--out", str(out))
@@ -136,7 +138,7 @@ def test_integrator_blowup_and_nonfinite_initial_state():
 
 def test_integrator_non_finite_streak_guard(monkeypatch):
     """The guard that ends any NaN loop: with a tiny streak limit it fires and is reported."""
-    monkeypatch.setattr("flowsim.integrator.MAX_NONFINITE_EVALS", 5)
+    monkeypatch.setattr("flowsim.integrator.stepper.MAX_NONFINITE_EVALS", 5)
     res = integrate(lambda t, y: np.full_like(y, np.nan) if t > 0.5 else -y, np.ones(2), np.linspace(0, 2, 5))
     assert res.status == "diverged" and "stayed non-finite for 5 evaluations" in res.message
     assert MAX_NONFINITE_EVALS >= 1000
@@ -163,6 +165,7 @@ def test_overflowing_run_prints_no_numpy_warnings(cli, tmp_path):
 
 # ---- interruption: status 'interrupted', partial results, exit 130 ---------------------------------------
 
+@pytest.mark.slow
 def test_keyboard_interrupt_saves_partial_run_exit_130(cli, tmp_path, monkeypatch):
     _velocity_breaks_after(monkeypatch, EndProductFlow, 5.0, "interrupt")
     out = tmp_path / "run"
@@ -173,6 +176,7 @@ def test_keyboard_interrupt_saves_partial_run_exit_130(cli, tmp_path, monkeypatc
     assert 1 < arr["t"].size < 31 and arr["t"][-1] <= 5.0
 
 
+@pytest.mark.slow
 def test_sigint_to_simulate_subprocess(tmp_path):
     """A real Ctrl-C (SIGINT) to ``flowsim simulate`` in a child process, sent while the child is inside a
     velocity evaluation beyond t = 5 (it says so, then waits): run.json says interrupted and where, every
@@ -227,6 +231,7 @@ def _assert_complete(path: Path, name: str, k: int) -> None:
 
 
 @pytest.mark.parametrize(("target", "n", "phase", "nbytes"), KILLS_MID_WRITE)
+@pytest.mark.slow
 def test_sigkill_mid_write_never_truncates(tmp_path, target, n, phase, nbytes):
     folder = tmp_path / "run"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""SPEC §3.6: integrator accuracy against the decoupled-mode closed forms (SMG14 / ACHL19).
+"""docs/math.md §12: integrator accuracy against the decoupled-mode closed forms (SMG14 / ACHL19).
 
 Full observation, ℓ = ½‖W − S‖², S = diag(s), W(0) = diag(σ0) with balanced factors:
 σ̇ = N σ^{2−2/N}(s − σ). The error must be within 10× the requested tolerance, measured on the solver's
@@ -30,7 +30,7 @@ RTOL, ATOL = 1e-10, 1e-12
 
 
 def closed_form(t: float, s: float, s0: float, depth: int) -> float:
-    """σ(t) of SPEC §3.6: closed forms for N = 1, 2, 4; quadrature of t(σ) (to 1e-12) otherwise."""
+    """σ(t) of docs/math.md §12: closed forms for N = 1, 2, 4; quadrature of t(σ) (to 1e-12) otherwise."""
     if depth == 1:
         return s + (s0 - s) * np.exp(-t)
     if depth == 2:
@@ -79,6 +79,7 @@ def test_decoupled_modes_match_closed_form(depth, flow_cls):
 
 
 @pytest.mark.parametrize("depth", [2, 4])
+@pytest.mark.slow
 def test_equilibrium_phase_with_implicit_solver(depth):
     problem = full_observation_problem(np.diag(S))
     factors = canonical_balanced_factors(np.diag(SIGMA0), depth)

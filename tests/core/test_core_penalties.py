@@ -1,4 +1,4 @@
-"""SPEC §2: penalty values and gradients against torch autograd and central differences."""
+"""docs/math.md §3: penalty values and gradients against torch autograd and central differences."""
 
 import zlib
 
@@ -8,6 +8,8 @@ import torch
 
 from flowsim import make_penalty
 from flowsim.errors import BadInputError
+from flowsim.flows.gradient import singular_value_projection
+from flowsim.penalties import ratio_spectral_grad
 
 SPECS = ["ratio", "nuclear", "schatten:1/2:2/3", "schatten:1/3:2/3", "schatten:1/3:1/2", "schatten:1:2"]
 
@@ -50,7 +52,7 @@ def test_ratio_is_scale_invariant_and_orthogonal_to_W():
     pen = make_penalty("ratio")
     assert pen.value(3.7 * W) == pytest.approx(pen.value(W), rel=1e-13)
     assert abs(np.sum(pen.grad(W) * W)) <= 1e-13 * np.linalg.norm(W)
-    # projection on u_i v_iᵀ: 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ (SPEC §2)
+    # projection on u_i v_iᵀ: 1/‖W‖_F − ‖W‖_* σ_i/‖W‖_F³ (docs/math.md §3)
     U, s, Vt = np.linalg.svd(W, full_matrices=False)
     proj = np.einsum("ij,ij->j", U, pen.grad(W) @ Vt.T)
     F, nuc = np.linalg.norm(W), s.sum()
@@ -102,3 +104,18 @@ def test_null_block_threshold_of_each_penalty(spec, sticks, threshold):
     pen = make_penalty(spec)
     assert pen.sticks_at_zero is sticks
     assert pen.null_threshold(np.array([2.0, 1.0])) == pytest.approx(threshold, rel=1e-13)
+
+
+def test_ratio_spectral_grad_supports_and_projection():
+    """The one ratio gradient: support = all ones is the smooth part at the positive σ_i, all zeros the smooth
+    part −‖W‖_*σ/‖W‖_F³ alone, and RatioPenalty.grad(W) projects back onto it (u_iᵀ∇R v_i = g_i)."""
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((5, 4))
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    fro, nuc = np.linalg.norm(s), s.sum()
+    np.testing.assert_allclose(ratio_spectral_grad(s), 1 / fro - nuc * s / fro**3, rtol=1e-14)
+    np.testing.assert_allclose(ratio_spectral_grad(s, np.zeros_like(s)), -nuc * s / fro**3, rtol=1e-14)
+    g = singular_value_projection(make_penalty("ratio").grad(W), U, Vt)
+    np.testing.assert_allclose(g, ratio_spectral_grad(s), rtol=1e-12)
+    assert np.all(ratio_spectral_grad(np.zeros(3)) == 0.0)
+

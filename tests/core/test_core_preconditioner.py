@@ -1,4 +1,4 @@
-"""SPEC §3.1: the SVD-basis end-product preconditioner against explicit Kronecker products."""
+"""docs/math.md §4: the SVD-basis end-product preconditioner against explicit Kronecker products."""
 
 import numpy as np
 import pytest

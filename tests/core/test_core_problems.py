@@ -1,4 +1,4 @@
-"""SPEC §1: problem generation, loss and gradient, metrics."""
+"""docs/math.md §2: problem generation, loss and gradient, metrics."""
 
 import numpy as np
 import pytest
@@ -29,15 +29,15 @@ def test_loss_gradient_matches_central_differences(reduction, scale):
     h = 1e-6
     fd = (p.loss(W + h * D) - p.loss(W - h * D)) / (2 * h)
     assert fd == pytest.approx(np.sum(p.grad(W) * D), rel=1e-7)
-    # explicit formula of SPEC §1.1
+    # explicit formula of docs/math.md §2
     denom = 12 if reduction == "mean" else 1
     assert p.loss(W) == pytest.approx(scale * np.sum((W - p.W_star)[p.mask] ** 2) / denom, rel=1e-13)
 
 
-def test_metrics_and_effective_rank():
+def test_metrics_and_effective_rank(square_problem):
     assert effective_rank(np.array([1.0, 1.0, 1.0, 0.0])) == pytest.approx(3.0)
     assert effective_rank(np.array([5.0, 0.0])) == pytest.approx(1.0)
-    p = synthetic_problem(8, 8, rank=2, observed=30, seed=1)
+    p = square_problem
     m = matrix_metrics(p.W_star, p)
     assert m["loss"] == 0 and m["test_error"] == 0 and m["test_rmse"] == 0
     m0 = matrix_metrics(np.zeros((8, 8)), p)

@@ -1,9 +1,9 @@
-"""Property-based tests (hypothesis; issue 9) of the core identities, on random small shapes and depths:
+"""Property-based tests (hypothesis) of the core identities, on random small shapes and depths:
 
-* the SVD-basis end-product velocity equals the explicit Kronecker form −P_W vec(G) (SPEC §3.1);
+* the SVD-basis end-product velocity equals the explicit Kronecker form −P_W vec(G) (docs/math.md §4);
 * P_W is symmetric positive semidefinite (built column by column from the production code, no Kronecker);
-* the ratio penalty is scale invariant and ⟨∇R, W⟩ = 0 (SPEC §2, Zhao22 Sec. 3);
-* layer-wise gradient flow conserves W_{j+1}ᵀW_{j+1} − W_jW_jᵀ (SPEC §0, §3.3; ACH18).
+* the ratio penalty is scale invariant and ⟨∇R, W⟩ = 0 (docs/math.md §3, Zhao22 Sec. 3);
+* layer-wise gradient flow conserves W_{j+1}ᵀW_{j+1} − W_jW_jᵀ (docs/math.md §1, §6; ACH18).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ def _png_size(path):
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+@pytest.mark.slow
 def test_gf_depths_figure_end_to_end_and_cache(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     jobs = jobs_gf_depths(TINY)
@@ -104,6 +105,7 @@ def test_cli_bad_input_leaves_nothing(tmp_path, capsys):
     assert main(["figures", "--out", str(afile), "--only", "checker"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_builds_the_checker_figure(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     rc = main(["figures", "--preview", "--only", "checker", "--out", str(out), "--data", str(data),
@@ -114,3 +116,26 @@ def test_cli_builds_the_checker_figure(tmp_path):
     records = json.loads(check_json.read_text())
     assert {r["verdict"] for r in records} <= {"holds", "approximate", "fails"}
     assert any(r["id"] == "Z22-EQ7" and r["verdict"] == "fails" for r in records)
+
+
+@pytest.mark.slow
+def test_jobs_run_on_the_sweep_pool_razin_through_its_run_function(tmp_path):
+    """``workers`` ≥ 2: the jobs run in the sweep's worker processes; a razin job is the run of
+    ``flowsim.runs.razin.run_razin`` (the same run.json and trajectory as that call), cached afterwards."""
+    from flowsim.runs.razin import RazinSpec, run_razin
+
+    razin = Job("razin-d2", {"kind": "razin", "depth": 2, "t_end": 200.0, "n_save": 20, "family": False})
+    sim = sim_job(TINY, "gf", 2, 0.0)
+    rep = ensure_jobs([razin, sim], tmp_path, workers=2)
+    assert not rep.failed and len(rep.computed) == 2
+    direct = tmp_path / "direct"
+    result = run_razin(RazinSpec(depth=2, t_end=200.0, n_save=20, out=str(direct), quiet=True))
+    assert (result.status, result.exit_code) == ("ok", 0)
+    cached, info = load_run(razin.folder(tmp_path))
+    ref, ref_info = load_run(direct)
+    np.testing.assert_array_equal(cached.t, ref.t)
+    np.testing.assert_array_equal(cached.sigma, ref.sigma)
+    assert info["params"] | {"out": None} == ref_info["params"] | {"out": None}
+    assert info["verdicts"] == ref_info["verdicts"]
+    rep2 = ensure_jobs([razin, sim], tmp_path, workers=2)
+    assert not rep2.computed and len(rep2.reused) == 2

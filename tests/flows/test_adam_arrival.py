@@ -11,30 +11,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from kron_reference import autograd_layer_gradients
 from scipy.optimize import brentq
 
 from flowsim.flows import make_flow
 from flowsim.flows.adam import AdamSignFlow
-from flowsim.flows.base import STALL_FRACTION
 from flowsim.initializations import init_factors
-from flowsim.integrator import integrate
+from flowsim.integrator import STALL_FRACTION, integrate
 from flowsim.penalties import make_penalty
 from flowsim.problems import full_observation_problem, synthetic_problem
 from flowsim.simulate import simulate
-
-
-def _torch_layer_grads(factors, problem, lam=0.0):
-    theta = [torch.tensor(F, requires_grad=True) for F in factors]
-    W = theta[0]
-    for F in theta[1:]:
-        W = F @ W
-    mask = torch.as_tensor(problem.mask, dtype=torch.float64)
-    L = problem.scale * ((mask * (W - torch.as_tensor(problem.W_star))) ** 2).sum() / problem.denominator
-    if lam:
-        s = torch.linalg.svdvals(W)
-        L = L + lam * s.sum() / torch.sqrt((s * s).sum())
-    L.backward()
-    return [t.grad.numpy() for t in theta]
 
 
 def test_adam_sign_velocity_against_autograd():
@@ -43,7 +29,7 @@ def test_adam_sign_velocity_against_autograd():
     flow = make_flow("adam-sign", P, 3, make_penalty("ratio"), 0.05, eps=1e-6)
     assert isinstance(flow, AdamSignFlow) and flow.model == "layers"
     v = flow(0.0, flow.initial_state(f))
-    ref = np.concatenate([(-g / (np.abs(g) + 1e-6)).ravel() for g in _torch_layer_grads(f, P, 0.05)])
+    ref = np.concatenate([(-g / (np.abs(g) + 1e-6)).ravel() for g in autograd_layer_gradients(f, P, 0.05)])
     np.testing.assert_allclose(v, ref, rtol=1e-9, atol=1e-13)
 
 
@@ -56,6 +42,7 @@ def _sign_flow_distance(d0: float, t: float, eps: float) -> float:
     return math.copysign(math.exp(u), d0)
 
 
+@pytest.mark.slow
 def test_adam_sign_depth1_closed_form_through_every_arrival():
     """N = 1, full observation, ½‖W − W*‖²: each entry moves toward W* at unit speed and arrives at
     t ≈ |W0 − W*|; the run passes all arrivals, ends ``ok`` and matches the closed form."""
@@ -103,6 +90,7 @@ def _arrival_run(name: str):
     return prob, f, flow, grid, traj
 
 
+@pytest.mark.slow
 def test_adam_layer_arrival_continuation_matches_radau_from_the_start():
     """3×3, depth 2: adam-layer fits the 7 observed entries at t ≈ 1.34; DOP853 then meets the stiffness,
     the driver continues with Radau, and the whole run agrees with Radau integrated from t = 0."""
@@ -118,6 +106,7 @@ def test_adam_layer_arrival_continuation_matches_radau_from_the_start():
     assert traj.loss[-1] < 1e-12  # arrived: ℓ = 0 up to round-off
 
 
+@pytest.mark.slow
 def test_adam_printed_runs_through_its_arrival():
     prob, f, flow, grid, traj = _arrival_run("adam-printed")
     assert traj.status == "ok" and traj.t[-1] == 3.0, traj.message
@@ -148,10 +137,11 @@ def _torch_adam(factors, problem, lr, betas, t_end, eps=1e-8):
     return W.numpy()
 
 
-def test_discrete_adam_with_fixed_beta_tends_to_adam_sign():
+@pytest.mark.slow
+def test_discrete_adam_with_fixed_beta_tends_to_adam_sign(tiny_problem):
     """With β fixed and η/(1 − β₂) ≪ T, ‖W_Adam(T/η) − W_sign(T)‖ shrinks with η at a local order that
     rises toward 1 (measured here 0.77, 0.82; β = (0.5, 0.9), T = 0.05, before any entry of g slides at 0)."""
-    prob = synthetic_problem(5, 5, 1, 15, seed=0)
+    prob = tiny_problem
     f = init_factors("balanced-gaussian", prob.shape, 2, 0.5, seed=1)
     T, betas = 0.05, (0.5, 0.9)
     flow = AdamSignFlow(prob, 2)
@@ -163,12 +153,13 @@ def test_discrete_adam_with_fixed_beta_tends_to_adam_sign():
     assert 0.65 < slopes[0] < slopes[1] < 1.2, (errs, slopes)
 
 
+@pytest.mark.slow
 def test_large_states_go_on_explicitly_and_say_why(monkeypatch):
     """Above the dense-Jacobian limit the explicit solver continues at its stability limit; a budget that
     runs out says where and why (status failed, not a silent stop)."""
-    import flowsim.flows.base as base
+    import flowsim.integrator.arrival as arrival
 
-    monkeypatch.setattr(base, "DENSE_JACOBIAN_MAX_DIM", 1)
+    monkeypatch.setattr(arrival, "DENSE_JACOBIAN_MAX_DIM", 1)
     W_star = np.array([[1.0, -2.0], [0.5, 0.0]])
     flow = AdamSignFlow(full_observation_problem(W_star), 1, eps=1e-8)
     traj = simulate(flow, [W_star + 0.5], 1.0, t_eval=np.array([0.0, 0.25, 1.0]), rtol=1e-9, atol=1e-12,

@@ -1,8 +1,8 @@
 """Adam-type flows (docs/math.md §8): adam-layer, adam-ode, adam-printed (adam-sign: test_adam_arrival.py)."""
-
 import numpy as np
 import pytest
 import torch
+from kron_reference import autograd_layer_gradients
 
 from flowsim.errors import BadInputError
 from flowsim.flows import make_flow
@@ -15,25 +15,11 @@ from flowsim.simulate import simulate
 P = synthetic_problem(6, 6, 2, 20, seed=2)
 
 
-def _autograd_layer_grads(factors, problem, lam=0.0):
-    theta = [torch.tensor(F, requires_grad=True) for F in factors]
-    W = theta[0]
-    for F in theta[1:]:
-        W = F @ W
-    mask = torch.as_tensor(problem.mask, dtype=torch.float64)
-    L = ((mask * (W - torch.as_tensor(problem.W_star))) ** 2).sum() / problem.n_observed
-    if lam:
-        s = torch.linalg.svdvals(W)
-        L = L + lam * s.sum() / torch.sqrt((s * s).sum())
-    L.backward()
-    return [t.grad.numpy() for t in theta]
-
-
 def test_adam_layer_velocity_is_variance_scaled_layer_gradient():
     f = init_factors("gaussian", P.shape, 3, 1.0, seed=0)
     flow = AdamLayerFlow(P, 3, make_penalty("ratio"), 0.05, eps=1e-8)
     v = flow(0.0, flow.initial_state(f))
-    grads = _autograd_layer_grads(f, P, lam=0.05)
+    grads = autograd_layer_gradients(f, P, lam=0.05)
     ref = np.concatenate([(-g / np.sqrt(g * g + g.var() + 1e-16)).ravel() for g in grads])
     np.testing.assert_allclose(v, ref, rtol=1e-9, atol=1e-12)
 
@@ -52,7 +38,7 @@ def test_adam_layer_sign_flow_moves_at_unit_speed():
 
 
 def test_adam_printed_equals_adam_layer_at_depth_one():
-    # SPEC §3.4: for N = 1, (a) and (b) coincide (the canonical factorization is W itself)
+    # docs/math.md §8: for N = 1, (a) and (b) coincide (the canonical factorization is W itself)
     prob = synthetic_problem(5, 4, 2, 12, seed=1)
     W0 = init_factors("gaussian", prob.shape, 1, 1.0, seed=1)
     for conv in ("row-major", "col-major"):
@@ -89,7 +75,7 @@ def test_adam_ode_velocity_and_bias_correction():
     t = 3 * lr
     v = flow(t, y)
     n = flow.packer.size
-    g = np.concatenate([x.ravel() for x in _autograd_layer_grads(flow.layer_factors(y), P)])
+    g = np.concatenate([x.ravel() for x in autograd_layer_gradients(flow.layer_factors(y), P)])
     m, s = y[n : 2 * n], y[2 * n :]
     a, b = (1 - b1) / lr, (1 - b2) / lr
     mhat, shat = m / (1 - np.exp(-a * t)), s / (1 - np.exp(-b * t))
@@ -105,7 +91,7 @@ def test_adam_ode_first_step_matches_torch_adam():
     y = flow.initial_state(f)
     theta = [torch.tensor(F, requires_grad=True) for F in f]
     opt = torch.optim.Adam(theta, lr=lr, betas=(0.8, 0.95), eps=1e-6)
-    for g, th in zip(_autograd_layer_grads(f, P), theta):
+    for g, th in zip(autograd_layer_gradients(f, P), theta):
         th.grad = torch.as_tensor(g)
     opt.step()
     for mine, th in zip(flow.layer_factors(y), theta):

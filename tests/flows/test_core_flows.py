@@ -1,4 +1,4 @@
-"""SPEC §3.1–§3.3: the end-product flow against the layer-wise flow, Eq. 3 against finite differences of a
+"""docs/math.md §4–§6: the end-product flow against the layer-wise flow, Eq. 3 against finite differences of a
 trajectory, and conservation of balancedness."""
 
 import numpy as np

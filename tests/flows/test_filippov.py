@@ -122,12 +122,13 @@ def test_schatten_below_one_keeps_a_zero_singular_value_whatever_the_gradient():
 
 @pytest.mark.parametrize("spec, lam, tol", [("ratio", 2.0, 1e-8), ("nuclear", 0.3, 1e-8),
                                             ("schatten:1:3", 2.0, 1e-8), ("schatten:1/2:2/3", 2.0, 2e-6)])
-def test_flow_is_the_small_step_limit_of_proximal_gradient_descent(spec, lam, tol):
+@pytest.mark.slow
+def test_flow_is_the_small_step_limit_of_proximal_gradient_descent(spec, lam, tol, square_problem):
     """8×8, rank 2, 30 observed, σ reaching 0 before T = 0.5: proximal GD at η and η/2 converges to the flow
     at order 1 (error halves) and its Richardson extrapolation 2W(η/2) − W(η) equals the flow's σ(T). For
     p < 1 σ arrives at 0 with infinite speed (σ ~ (t* − t)^{1/(2−p)}), so GD converges at a lower order
     there and the extrapolation is looser."""
-    problem = synthetic_problem(8, 8, rank=2, observed=30, seed=1)
+    problem = square_problem
     W0 = init_factors("gaussian", problem.shape, 1, 1.0, seed=1)
     pen = make_penalty(spec)
     gd = [np.linalg.svd(proximal_gradient_run(problem, W0[0], pen, lam, lr, [0.5])[1][-1], compute_uv=False)

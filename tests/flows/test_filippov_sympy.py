@@ -24,6 +24,7 @@ def _ratio_value(spec: str, sig):
 
 @pytest.mark.parametrize("spec", ["nuclear", "ratio", "schatten:1:3", "schatten:1/2:2/3", "schatten:1/3:1/2"])
 @pytest.mark.parametrize("direction", [(1, -2, 1), (-1, 1, sp.Rational(1, 4))])
+@pytest.mark.slow
 def test_diagonal_directional_derivative_at_rank_two(spec, direction):
     """W = diag(3/2, 1/2, 0), D = diag(d₁, d₂, e), e > 0: σ(W + tD) = (a + td₁, b + td₂, te) for small t."""
     d1, d2, e = (sp.nsimplify(x) for x in direction)

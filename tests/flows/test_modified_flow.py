@@ -1,4 +1,5 @@
-"""The modified flow of GD (SPEC §3.5; BD21): Hessian–vector products vs finite differences and autograd."""
+"""The modified flow of GD (docs/math.md §7; BD21): Hessian–vector products vs
+finite differences and autograd."""
 
 import numpy as np
 import pytest

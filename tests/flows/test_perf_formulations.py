@@ -1,4 +1,4 @@
-"""Issue 8: the faster velocity formulations against independent references (torch autograd, the naive
+"""The faster velocity formulations against independent references (torch autograd, the naive
 geometric sum, the other formulation), and the automatic choice between the end-product and layer states."""
 
 import numpy as np
@@ -13,6 +13,7 @@ from flowsim.flows.gradient import (
     end_product_velocity,
     layer_gradients,
     layerwise_velocity,
+    singular_value_projection,
 )
 
 
@@ -62,6 +63,23 @@ def test_prefix_suffix_products_against_explicit_products():
     np.testing.assert_allclose(suf[3], np.eye(2))
 
 
+def test_chain_products_without_identity_and_on_batched_torch_tensors():
+    """identity=False leaves W_{0:1} and W_{N:N+1} as None; the same function serves stacked torch factors
+    (the batched discrete runs) and gives the numpy products run by run (to round-off: batched BLAS)."""
+    rng = np.random.default_rng(1)
+    batch = [[rng.standard_normal((4, 3)), rng.standard_normal((2, 4))] for _ in range(3)]
+    stacked = [torch.as_tensor(np.stack([f[j] for f in batch])) for j in range(2)]
+    pre_t, suf_t = prefix_products(stacked, identity=False), suffix_products(stacked, identity=False)
+    assert pre_t[0] is None and suf_t[-1] is None
+    for b, factors in enumerate(batch):
+        pre, suf = prefix_products(factors), suffix_products(factors)
+        for j in (1, 2):
+            np.testing.assert_allclose(pre_t[j][b].numpy(), pre[j], rtol=1e-13)
+        for j in (0, 1):
+            np.testing.assert_allclose(suf_t[j][b].numpy(), suf[j], rtol=1e-13)
+        np.testing.assert_allclose(end_product(stacked)[b].numpy(), end_product(factors), rtol=1e-13)
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3, 5])
 def test_kernel_matches_naive_geometric_sum(depth):
     s = np.array([3.0, 1.5, 1.5, 0.2, 0.0])
@@ -73,7 +91,7 @@ def test_kernel_matches_naive_geometric_sum(depth):
         for l in range(n):
             naive[k, l] = sum((a[k] ** 2) ** ((j - 1) / depth) * (b[l] ** 2) ** ((depth - j) / depth)
                               for j in range(1, depth + 1))
-    # 0⁰ = 1 convention (SPEC §0): python's 0.0 ** 0.0 is 1.0 as well
+    # 0⁰ = 1 convention (docs/math.md §1): python's 0.0 ** 0.0 is 1.0 as well
     np.testing.assert_allclose(end_product_kernel(s, (m, n), depth), naive, rtol=1e-14)
 
 
@@ -148,3 +166,14 @@ def test_flat_layer_velocity_matches_the_list_form(dims, penalty, lam):
     v1, v2 = flow(0.0, y), flow(0.0, y)
     np.testing.assert_allclose(v1, ref, rtol=1e-13, atol=1e-14)
     assert v1 is not v2 and not np.shares_memory(v1, v2)  # the solver keeps the velocities it is given
+
+
+def test_singular_value_projection_is_the_derivative_of_the_singular_values():
+    """σ̇_r = u_rᵀẆv_r (first-order perturbation of simple singular values) against central differences."""
+    rng = np.random.default_rng(4)
+    W, X = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    U, _, Vt = np.linalg.svd(W, full_matrices=False)
+    h = 1e-6
+    fd = (np.linalg.svd(W + h * X, compute_uv=False) - np.linalg.svd(W - h * X, compute_uv=False)) / (2 * h)
+    np.testing.assert_allclose(singular_value_projection(X, U, Vt), fd, rtol=1e-7)
+

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from flowsim import LayerwiseFlow, init_factors, make_penalty, simulate, synthetic_problem
-from flowsim.compiled import AUTO_MAX_STATE
 from flowsim.errors import BadInputError
 from flowsim.flows.gradient import FactorPacker
-from flowsim.integrator import integrate, log_time_grid
+from flowsim.integrator import engine_for, integrate, log_time_grid
+from flowsim.integrator.compiled import AUTO_MAX_STATE
 
 pytest.importorskip("numba")
 
-from flowsim.compiled.field import layerwise_field  # noqa: E402
-from flowsim.compiled.solve import FieldArrays, solve_compiled  # noqa: E402
+from flowsim.integrator.compiled.field import layerwise_field  # noqa: E402
+from flowsim.integrator.compiled.solve import FieldArrays, solve_compiled  # noqa: E402
 
 PENALTIES = [("none", 0.0), ("ratio", 0.3), ("nuclear", 0.05), ("schatten:1/2:2/3", 0.2)]
 
@@ -79,6 +79,7 @@ def test_compiled_dop853_takes_scipys_steps(penalty, lam, t_end):
     assert np.max(np.abs(got.y - ref.y) / scale) < 1e-9
 
 
+@pytest.mark.slow
 def test_simulate_engines_agree_and_record_the_engine():
     problem, factors, _, _ = _setup(size=10)
     trajs = {e: simulate(LayerwiseFlow(problem, 3, engine=e), factors, 1e4, n_save=50)
@@ -91,27 +92,27 @@ def test_simulate_engines_agree_and_record_the_engine():
 
 
 def test_auto_engine_rule(monkeypatch):
-    import flowsim.flows.gf as gf
+    import flowsim.integrator.dispatch as dispatch
 
     problem, factors, _, _ = _setup()
     flow = LayerwiseFlow(problem, 3)
     y0 = flow.initial_state(factors)
-    monkeypatch.setattr(gf, "AUTO_PICKS_NUMBA", False)
-    assert flow.engine_for(y0.size) == "scipy"  # the switch
-    monkeypatch.setattr(gf, "AUTO_PICKS_NUMBA", True)
-    assert flow.engine_for(y0.size) == "numba"
-    assert flow.engine_for(AUTO_MAX_STATE + 1) == "scipy"
-    assert flow.engine_for(y0.size, "RK45") == "scipy"
-    assert flow.engine_for(y0.size, events=[lambda t, y: 1.0]) == "scipy"
-    assert flow.engine_for(y0.size, events=None) == "numba"
+    monkeypatch.setattr(dispatch, "AUTO_PICKS_NUMBA", False)
+    assert engine_for(flow, y0.size) == "scipy"  # the switch
+    monkeypatch.setattr(dispatch, "AUTO_PICKS_NUMBA", True)
+    assert engine_for(flow, y0.size) == "numba"
+    assert engine_for(flow, AUTO_MAX_STATE + 1) == "scipy"
+    assert engine_for(flow, y0.size, "RK45") == "scipy"
+    assert engine_for(flow, y0.size, events=[lambda t, y: 1.0]) == "scipy"
+    assert engine_for(flow, y0.size, events=None) == "numba"
     forced = LayerwiseFlow(problem, 3, engine="numba")
     forced.initial_state(factors)
     with pytest.raises(BadInputError):
-        forced.engine_for(y0.size, "RK45")
+        engine_for(forced, y0.size, "RK45")
     with pytest.raises(BadInputError):
         LayerwiseFlow(problem, 3, engine="gpu")
     monkeypatch.setattr(LayerwiseFlow, "__call__", lambda self, t, y: -y)  # a replaced field: not compiled
-    assert flow.engine_for(y0.size) == "scipy"
+    assert engine_for(flow, y0.size) == "scipy"
 
 
 def _both(problem, factors, pen, lam, grid, **kw):

@@ -1,6 +1,6 @@
-"""Numerical edge cases of the SVD-basis dynamics (issue 9; SPEC §3.1–§3.3): repeated, nearly equal and zero
-singular values, non-square problems, N = 1, λ = 0 and very large λ, tiny initializations, the W = 0 saddle.
-References are explicit Kronecker products (n ≤ 8), 50-digit mpmath sums and closed forms."""
+"""Numerical edge cases of the SVD-basis dynamics (docs/math.md §4–§6): repeated, nearly equal and
+zero singular values, non-square problems, N = 1, λ = 0 and very large λ, tiny initializations, the W = 0
+saddle. References are explicit Kronecker products (n ≤ 8), 50-digit mpmath sums and closed forms."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _with_singular_values(rng: np.random.Generator, m: int, n: int, s: np.ndarra
 
 
 def _kron_velocity(W: np.ndarray, G: np.ndarray, depth: int) -> np.ndarray:
-    """−P_W vec(G) with P_W = Σ_j (WᵀW)^{(N−j)/N} ⊗ (WWᵀ)^{(j−1)/N} built explicitly (SPEC §3.1)."""
+    """−P_W vec(G) with P_W = Σ_j (WᵀW)^{(N−j)/N} ⊗ (WWᵀ)^{(j−1)/N} built explicitly (docs/math.md §4)."""
     return -unvec(kron_preconditioner(W, depth) @ vec(G), W.shape)
 
 
@@ -137,8 +137,8 @@ def test_penalty_gradients_finite_at_zero_and_rank_deficient_matrices():
 
 @pytest.mark.parametrize("model", ["end-product", "layers"])
 def test_tiny_initialization_follows_closed_form(model):
-    """α = 1e-12 at depth 2 (SPEC §3.6, SMG14): full observation, ℓ = ½‖W − S‖², S = diag(1, 0.5, 0.25),
-    balanced W(0) = diag(σ₀): σ_i(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀). The escape from the saddle at
+    """α = 1e-12 at depth 2 (docs/math.md §12, SMG14): full observation, ℓ = ½‖W − S‖², S = diag(1, 0.5,
+    0.25), balanced W(0) = diag(σ₀): σ_i(t) = s e^{2st}/(e^{2st} − 1 + s/σ₀). The escape from the saddle at
     t ≈ ln(s/σ₀)/(2s) ≈ 14–55 is reproduced to 1e-6 with no underflow."""
     S = np.diag([1.0, 0.5, 0.25])
     sigma0 = np.array([1e-12, 2e-12, 5e-13])
@@ -177,6 +177,7 @@ def test_all_zero_initialization_is_refused_as_saddle(cli, tmp_path, init, depth
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_all_zero_initialization_is_fine_at_depth_one(cli, tmp_path):
     """N = 1 has no saddle at 0: the run starts at W = 0 and moves."""
     out = tmp_path / "run"
@@ -190,6 +191,7 @@ def test_all_zero_initialization_is_fine_at_depth_one(cli, tmp_path):
 
 
 @pytest.mark.parametrize("size", ["1", "1x4", "4x1", "7x3"])
+@pytest.mark.slow
 def test_degenerate_and_non_square_sizes_run(cli, tmp_path, size):
     """1×1, single-row, single-column and tall problems run end to end; the loss decreases monotonically
     (the directions outside W* decay only algebraically for N ≥ 2, so no fixed threshold is asserted)."""

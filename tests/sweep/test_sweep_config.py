@@ -1,4 +1,4 @@
-"""Sweep configuration: grid expansion, ranges, zip axes, unions, stable ids, bad TOML (SPEC §7)."""
+"""Sweep configuration: grid expansion, ranges, zip axes, unions, stable ids, bad TOML (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,7 @@ def test_bad_configs_raise_one_line(text, fragment):
 
 @pytest.mark.parametrize("body", ["command = 'simulate'\n[grid\n", BASE + "[grid]\nfoo = [1]\n",
                                   BASE + "[grid]\n"])
+@pytest.mark.slow
 def test_cli_bad_toml_exit_2_one_line_nothing_created(tmp_path, body):
     cfg = tmp_path / "c.toml"
     cfg.write_text(body)

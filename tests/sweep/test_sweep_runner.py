@@ -1,5 +1,5 @@
 """Sweep runner: summary rebuilt from run directories, failed points, resume after SIGKILL of the sweep or
-of one worker, the Dask path on a real LocalCluster, batched train points (SPEC §7)."""
+of one worker, the Dask path on a real LocalCluster, batched train points (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ seed = [0]
 max-steps = [2]
 """
 TIMING = {"wall_time_s"}
+
+# whole sweeps in worker processes, Dask clusters, kills and resumes (1–20 s each): not in the fast lane
+pytestmark = pytest.mark.slow
 
 
 def _write_config(tmp_path: Path, text: str = CONFIG) -> Path:
@@ -189,7 +192,7 @@ lam = [0.0, 0.01]
 
 def test_batched_train_points_equal_single_runs(tmp_path):
     pytest.importorskip("flowsim.validation.train")
-    from flowsim.validation.cli_train import build_parser, run
+    from flowsim.cli.train import build_parser, run
 
     cfg = load_config(_write_config(tmp_path, TRAIN_CONFIG))
     out = tmp_path / "out"

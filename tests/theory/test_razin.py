@@ -1,4 +1,4 @@
-"""RC20's 2×2 counterexample (SPEC §1.2, §4): the chart flow against independent references, C1–C8."""
+"""RC20's 2×2 counterexample (docs/math.md §10): the chart flow against independent references, C1–C8."""
 
 import math
 
@@ -70,6 +70,7 @@ def test_layer_flow_velocity_matches_flowsim():
 
 
 @pytest.mark.parametrize("init, sign", [("balanced", 1), ("balanced", -1), ("normal", 1), ("identity", 1)])
+@pytest.mark.slow
 def test_early_trajectory_matches_plain_layerwise_flow(init, sign):
     """Independent route: flowsim's explicit layer-wise flow (DOP853, no special state) on the early part."""
     depth, t_end = 3, 60.0
@@ -90,6 +91,7 @@ def positive_runs():
 
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.slow
 def test_c1_to_c5_hold_default_data(positive_runs, depth):
     run = positive_runs[depth]
     assert run.status == "ok" and run.t[-1] == 1e7
@@ -112,6 +114,7 @@ def test_c1_to_c5_hold_default_data(positive_runs, depth):
         assert 0.55 < v["min"] <= v["final"] and v["final"] == pytest.approx(1 / math.sqrt(2), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_depth2_sigma_min_below_double_range(positive_runs):
     """N = 2: σ̇₂/σ₂ = −2G̃₂₂ so σ_min decays exponentially and underflows; the log state keeps det > 0."""
     run = positive_runs[2]
@@ -119,6 +122,7 @@ def test_depth2_sigma_min_below_double_range(positive_runs):
     assert rz.check_c1(run)["holds"]
 
 
+@pytest.mark.slow
 def test_loss_crossings(positive_runs):
     run = positive_runs[3]
     levels = [c["loss"] for c in run.crossings]
@@ -130,6 +134,7 @@ def test_loss_crossings(positive_runs):
         assert abs(c["w11"]) > (1 - d) ** 2 / d
 
 
+@pytest.mark.slow
 def test_loss_crossings_are_events_at_the_readme_times(positive_runs):
     """The thresholds are recorded integrator events: at depth 3 ℓ < 1e-4 is first reached at t = 10,785
     (README); ``stop_loss`` is a terminal event that ends the run there, with ℓ equal to the level."""
@@ -143,6 +148,7 @@ def test_loss_crossings_are_events_at_the_readme_times(positive_runs):
 
 
 @pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.slow
 def test_c6_negative_det(depth):
     run, _ = rz.run_razin(depth=depth, det_sign=-1)
     r = rz.check_c6(run)
@@ -153,6 +159,7 @@ def test_c6_negative_det(depth):
 
 
 @pytest.mark.parametrize("eps", rz.FAMILY_EPS)
+@pytest.mark.slow
 def test_c5_perturbed_family(eps):
     data = rz.RazinData(*rz.FAMILY_Z, eps)
     run, _ = rz.run_razin(data, 3, det_sign=-1)
@@ -163,12 +170,14 @@ def test_c5_perturbed_family(eps):
 
 
 @pytest.mark.parametrize("alpha", [1e-5, 0.5, 1.0])
+@pytest.mark.slow
 def test_c7_identity_depth2(alpha):
     run, _ = rz.run_razin(depth=2, init="identity", init_scale=alpha)
     r = rz.check_c7(run, 2, "identity", alpha)
     assert r["holds"], r
 
 
+@pytest.mark.slow
 def test_normal_init_is_outside_the_theorem():
     """Per-layer normal init (non-balanced): layer-wise state; checks are reported as not applicable."""
     run, fs = rz.run_razin(depth=3, init="normal", t_end=1e4)
@@ -218,6 +227,7 @@ def test_gd_kernel_matches_numpy_reference(depth):
 
 
 @pytest.mark.skipif(_numba is None, reason="numba not installed")
+@pytest.mark.slow
 def test_gd_engines_agree_and_track_the_flow():
     fs = rz.initial_factors("balanced", 3, 1, 1e-5, 0)
     a = run_gd(fs, max_iter=20000, stop_loss=0.0, engine="python")

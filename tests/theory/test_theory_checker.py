@@ -13,7 +13,17 @@ from flowsim.cli import main
 from flowsim.penalties import make_penalty
 from flowsim.theory import derivations as d
 from flowsim.theory import exact
-from flowsim.theory.registry import REGISTRY, CheckConfig, Evidence, claim, evaluate, verdict_for
+from flowsim.theory.registry import (
+    CLAIM_ALIASES,
+    REGISTRY,
+    CheckConfig,
+    Evidence,
+    claim,
+    evaluate,
+    load_builtin_claims,
+    resolve_claim_id,
+    verdict_for,
+)
 from flowsim.theory.report import markdown_from_records, records_json, table
 
 USER_MODULE = textwrap.dedent('''
@@ -96,6 +106,27 @@ def test_list_and_unknown_claim(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_builtin_claim_ids_are_upper_case_and_old_spellings_still_select():
+    registry = {cid: c for cid, c in load_builtin_claims().items() if c.group == "builtin"}
+    assert len(registry) >= 25
+    assert all(cid == cid.upper() for cid in registry), [cid for cid in registry if cid != cid.upper()]
+    assert resolve_claim_id(registry, "rc20-c3") == "RC20-C3"
+    assert resolve_claim_id(registry, "z22-eq7") == "Z22-EQ7"
+    assert resolve_claim_id(registry, "SPEC-3.2-EXACT") == "Z22-EQ7-EXACT"
+    assert all(new in registry for new in CLAIM_ALIASES.values())
+    assert resolve_claim_id(registry, "rc20-c9") is None
+    # two ids equal up to case: only the exact spelling selects
+    twins = {"MY-A": registry["RC20-C1"], "my-a": registry["RC20-C2"]}
+    assert resolve_claim_id(twins, "my-a") == "my-a" and resolve_claim_id(twins, "My-A") is None
+
+
+@pytest.mark.slow
+def test_old_claim_spelling_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "x.json"
+    assert main(["check", "--quick", "--claim", "sym-ratio-grad", "--json", str(out), "--quiet"]) == 0
+    assert [r["id"] for r in json.loads(out.read_text())] == ["SYM-RATIO-GRAD"]
+
+
 def test_bad_module_and_bad_json_path_exit_2(tmp_path, capsys):
     assert main(["check", "--module", str(tmp_path / "missing.py")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -153,6 +184,7 @@ def test_ratio_gradient_derivations_numerically():
         assert np.allclose(grad2(W), Wt.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_corrected_eq7_numerically():
     rng = np.random.default_rng(1)
     W = rng.standard_normal((4, 4))
@@ -168,6 +200,7 @@ def test_corrected_eq7_numerically():
     assert not d.is_zero(der.eq8_minus_corrected)
 
 
+@pytest.mark.slow
 def test_closed_forms_numerically():
     c = d.closed_form_n2()
     assert c.ode_residual_n2 == 0 and c.initial_residual_n2 == 0 and c.ode_residual_n4 == 0

@@ -56,7 +56,8 @@ def _torch_sigma_dot(W, Wdot):
 
 @pytest.mark.parametrize("shape,depth", [((4, 4), 3), ((3, 5), 2), ((5, 3), 4), ((4, 4), 1)])
 def test_variance_adapted_velocity_matches_explicit_kronecker(shape, depth):
-    """SPEC §3.4(b): vec(Ẇ) = −Σ_j A_j G_j A_jᵀ vec(G), A_j = (W_{j−1:1})ᵀ ⊗ W_{N:j+1}, built with np.kron."""
+    """docs/math.md §8.2: vec(Ẇ) = −Σ_j A_j G_j A_jᵀ vec(G), A_j = (W_{j−1:1})ᵀ ⊗
+    W_{N:j+1}, built with np.kron."""
     rng = np.random.default_rng(depth)
     factors = init_factors("gaussian", shape, depth, 1.0, seed=depth)
     G = rng.standard_normal(shape)
@@ -96,7 +97,7 @@ def test_gradient_flow_velocity_and_eq4_against_autograd(shape, depth, lam):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_exact_penalized_sv_velocity_against_autograd(depth):
-    """SPEC-3.2-EXACT's formula against torch: σ̇ = jvp(svdvals) along the autograd layer-wise velocity."""
+    """Z22-EQ7-EXACT's formula against torch: σ̇ = jvp(svdvals) along the autograd layer-wise velocity."""
     p = synthetic_problem(5, 4, rank=2, observed=10, seed=3)
     W = np.random.default_rng(3).standard_normal((5, 4))
     factors = canonical_balanced_factors(W, depth)
@@ -132,7 +133,7 @@ def test_ratio_gradient_against_autograd_and_penalty_module():
 
 
 def test_variance_adapted_sv_truth_against_autograd():
-    """The truth of the Eq. 5 claims, u_iᵀẆv_i with Ẇ of SPEC §3.4(b), against torch: layer gradients by
+    """The truth of the Eq. 5 claims, u_iᵀẆv_i with Ẇ of docs/math.md §8.2, against torch: layer gradients by
     autograd, S_j applied, then jvp of svdvals."""
     p = synthetic_problem(4, 4, rank=2, observed=8, seed=6)
     W = np.random.default_rng(6).standard_normal((4, 4))

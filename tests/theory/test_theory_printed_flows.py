@@ -77,7 +77,7 @@ def test_theorem1_singular_w_uses_zero_power_identity():
 
 @pytest.mark.parametrize("shape", [(4, 4), (3, 5), (6, 2)])
 def test_theorem1_depth1_is_exact_variance_adapted_flow(shape):
-    """N = 1: both conventions reduce to Ẇ = −S_1 ⊙ ∇ℓ, the exact flow of SPEC §3.4(b), any shape."""
+    """N = 1: both conventions reduce to Ẇ = −S_1 ⊙ ∇ℓ, the exact flow of docs/math.md §8.2, any shape."""
     rng = np.random.default_rng(11)
     W = rng.standard_normal(shape)
     G = rng.standard_normal(shape)

@@ -50,6 +50,7 @@ def test_soft_impute_cv_recovers_exact_low_rank():
     assert rel < 1e-2
 
 
+@pytest.mark.slow
 def test_soft_impute_matches_cvxpy_on_the_regularized_problem():
     cp = pytest.importorskip("cvxpy")
     p = _problem(m=10, n=8, rank=2, observed=50, seed=1)
@@ -65,6 +66,7 @@ def test_soft_impute_matches_cvxpy_on_the_regularized_problem():
     np.testing.assert_allclose(res.Z, Z.value, atol=1e-3 * np.abs(res.Z).max())
 
 
+@pytest.mark.slow
 def test_min_nuclear_norm_recovers_exact_low_rank():
     pytest.importorskip("cvxpy")
     p = _problem()
@@ -78,6 +80,7 @@ def test_min_nuclear_norm_recovers_exact_low_rank():
     assert nuc <= np.linalg.svd(p.W_star, compute_uv=False).sum() + 1e-3
 
 
+@pytest.mark.slow
 def test_too_few_entries_do_not_recover():
     pytest.importorskip("cvxpy")
     p = _problem(observed=60)  # fewer entries than the 76 degrees of freedom of a 20×20 rank-2 matrix

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from reference_problems import rect_problem
 from test_validation_optimizers import CASES  # every optimizer, with defaults and with every option changed
 
 from flowsim.errors import BadInputError
 from flowsim.initializations import init_factors
 from flowsim.penalties import Penalty, make_penalty
-from flowsim.problems import synthetic_problem
 from flowsim.validation.batched import BatchedProblems
 from flowsim.validation.compiled_runs import CompiledRuns, numba_available
 from flowsim.validation.optimizers import make_optimizer, torch_optimizer
@@ -19,7 +19,7 @@ from flowsim.validation.train import train, train_batched
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
-P = synthetic_problem(8, 6, 2, 30, seed=3)
+P = rect_problem()
 
 LRS = {"gd": 0.05, "adam": 0.003, "adagrad": 0.01, "adamax": 0.003, "rmsprop": 0.001}
 
@@ -81,6 +81,7 @@ def _same_trajectories(a, b, rtol):
 
 @pytest.mark.parametrize("penalty", ["none", "ratio", "nuclear", "schatten:1/2:2/3"])
 @pytest.mark.parametrize("name", ["gd", "adam", "adagrad", "adamax", "rmsprop"])
+@pytest.mark.slow
 def test_train_engines_give_the_same_trajectory(name, penalty):
     """100 iterations, before the penalties drive singular values to ~0 (where the nuclear support and the
     Schatten σ^{p−1} make the dynamics amplify round-off: both engines then differ as much as the torch
@@ -100,11 +101,12 @@ def test_train_engines_give_the_same_trajectory(name, penalty):
     [("gd", 0.05, 3000), ("adam", 1e-3, 3000), ("adagrad", 0.01, 3000), ("adamax", 1e-3, 3000),
      ("rmsprop", 1e-4, 1500)],
 )  # fmt: skip
-def test_long_runs_agree(name, lr, iters):
+@pytest.mark.slow
+def test_long_runs_agree(name, lr, iters, small_problem):
     """Thousands of iterations without penalty on a 10×10 depth-3 problem: the engines agree to ~1e-15.
     (RMSprop, without bias correction, later enters a phase that amplifies round-off ~1e12-fold: there
     the torch engine differs from itself by as much under a 1e-15 change of one initial entry.)"""
-    problem = synthetic_problem(10, 10, 2, 60, seed=0)
+    problem = small_problem
     f = init_factors("gaussian", problem.shape, 3, 1.0, seed=1)
     kw = dict(optimizer=name, lr=lr, iters=iters, n_record=30, save_matrices=True)
     a = train(problem, f, engine="numba", **kw)
@@ -113,8 +115,9 @@ def test_long_runs_agree(name, lr, iters):
     assert a.loss[-1] < 0.7 * a.loss[0]
 
 
+@pytest.mark.slow
 def test_batched_numba_equals_one_by_one_and_torch():
-    problems = [synthetic_problem(8, 6, 2, 30, seed=s) for s in range(4)]
+    problems = [rect_problem(seed=s) for s in range(4)]
     inits = [init_factors("gaussian", P.shape, 3, 0.7, seed=10 + s) for s in range(4)]
     lrs, lams = [0.01, 0.003, 0.002, 0.004], [0.0, 0.01, 0.02, 0.005]
     hyper = {"beta1": [0.8, 0.9, 0.85, 0.7]}

@@ -46,6 +46,7 @@ def test_stopping_rule_checks_its_parameters():
     assert "200000 iterations" in StoppingRule().describe()
 
 
+@pytest.mark.slow
 def test_train_to_rule_matches_train_batched_at_the_budget():
     p = synthetic_problem(12, 12, 2, 60, 0)
     fs = [init_factors("gaussian", p.shape, 2, 1e-2, s) for s in (0, 1)]
@@ -62,8 +63,9 @@ def test_train_to_rule_matches_train_batched_at_the_budget():
         assert o.history["iteration"] == [0, 50, 100, 150]
 
 
-def test_fitted_converged_and_diverged_stops():
-    p = synthetic_problem(10, 10, 1, 50, 0)
+@pytest.mark.slow
+def test_fitted_converged_and_diverged_stops(rank1_problem):
+    p = rank1_problem
     f = init_factors("gaussian", p.shape, 1, 1e-3, 0)
     # depth-1 GD on the mean loss contracts the residual on Ω by (1 − 2η/|Ω|) per step: η = |Ω|/4 halves it
     rule = StoppingRule(max_iters=2000, check_every=10, window=20, rtol=1e-6, loss_floor=1e-20)
@@ -81,8 +83,8 @@ def test_fitted_converged_and_diverged_stops():
     assert abs(h[-2] - h[-12]) > 1e-4 * abs(h[-12]) and h[-1] <= 0.5 * h[0]
 
 
-def test_a_plateau_at_the_initial_value_is_not_convergence():
-    p = synthetic_problem(10, 10, 1, 50, 0)
+def test_a_plateau_at_the_initial_value_is_not_convergence(rank1_problem):
+    p = rank1_problem
     f = init_factors("gaussian", p.shape, 3, 1e-3, 0)
     kw = dict(optimizer="gd", lrs=[0.01], penalty=None, lams=[0.0])
     flat = StoppingRule(max_iters=400, check_every=100, window=100, rtol=1e-3, min_drop=0.0)
@@ -110,6 +112,7 @@ def test_choose_lr():
     assert choose_lr([1, 2], [float("inf"), float("nan")]) is None
 
 
+@pytest.mark.slow
 def test_lr_selection_never_touches_the_test_entries():
     seeds = [0, 1]
     problems = [synthetic_problem(12, 12, 2, 70, s) for s in seeds]
@@ -184,6 +187,7 @@ penalties = ["ratio", "none"]
 """
 
 
+@pytest.mark.slow
 def test_table1_pipeline_end_to_end(tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
@@ -231,6 +235,7 @@ def test_selection_on_the_first_seed_applies_its_eta_to_every_seed():
     assert all(r.selection == res[0].selection and r.selection[0]["selected_on_seed"] == 0 for r in res)
 
 
+@pytest.mark.slow
 def test_fig4_pipeline_end_to_end(tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY + '[fig4]\nobserved = [25, 40]\ntrained = [["adam", 1, "ratio"]]\n'

@@ -1,4 +1,4 @@
-"""Each batched optimizer step equals torch.optim on a single un-batched parameter (SPEC §5)."""
+"""Each batched optimizer step equals torch.optim on a single un-batched parameter (docs/math.md §11)."""
 
 import numpy as np
 import pytest

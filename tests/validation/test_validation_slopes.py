@@ -1,16 +1,17 @@
-"""Convergence orders of SPEC §5 on a small problem (10×10, rank 2, depth 3), and ``flowsim validate``."""
+"""Convergence orders of docs/math.md §11 on a small problem (10×10, rank 2, depth 3), and
+``flowsim validate``."""
 
 import json
 
 import numpy as np
 import pytest
+from reference_problems import small_problem
 
 from flowsim.cli import main
 from flowsim.initializations import init_factors
-from flowsim.problems import synthetic_problem
 from flowsim.validation.validate import ROW_KEYS, validate
 
-P = synthetic_problem(10, 10, 2, 60, seed=0)
+P = small_problem()
 F0 = init_factors("balanced-gaussian", P.shape, 3, 1.0, seed=0)
 GD_LRS = [0.2, 0.1, 0.05, 0.025]
 
@@ -24,6 +25,7 @@ def test_gd_vs_gradient_flow_is_first_order():
     assert all(r["e_W"] > 1e-4 for r in res.rows)  # far above the integration error
 
 
+@pytest.mark.slow
 def test_gd_vs_modified_flow_is_second_order():
     res = validate(P, F0, optimizer="gd", against="gd-modified", lrs=GD_LRS, t_end=20.0, n_record=25)
     sl = res.slopes()
@@ -35,6 +37,7 @@ def test_gd_vs_modified_flow_is_second_order():
         assert a["e_W"] < 0.1 * b["e_W"]
 
 
+@pytest.mark.slow
 def test_adam_vs_adam_ode_converges_under_bb21_scaling():
     lrs = [0.004, 0.002, 0.001, 0.0005]
     res = validate(
@@ -45,6 +48,7 @@ def test_adam_vs_adam_ode_converges_under_bb21_scaling():
     assert res.slopes()["slope_e_W"] == pytest.approx(1.0, abs=0.25)
 
 
+@pytest.mark.slow
 def test_cli_validate_writes_the_contract(tmp_path):
     out = tmp_path / "val"
     rc = main(
@@ -82,6 +86,7 @@ def test_cli_validate_writes_the_contract(tmp_path):
     assert main(["plot", str(out / "runs" / "lr=0.1" / "discrete")]) == 0
 
 
+@pytest.mark.slow
 def test_cli_validate_bad_pairing_and_divergence(tmp_path):
     bad = tmp_path / "bad"
     assert main(["validate", "--against", "adam-ode", "--out", str(bad), "--quiet"]) == 2
@@ -115,9 +120,9 @@ def test_cli_validate_bad_pairing_and_divergence(tmp_path):
     assert doc["rows"][0]["e_W"] is None and np.isfinite(doc["rows"][1]["e_W"])
 
 
-def test_adam_window_ratio_is_recorded_and_warned(capsys):
+def test_adam_window_ratio_is_recorded_and_warned(capsys, tiny_problem):
     """With fixed β, η_max/(1 − β₂) > T/10 gets one warning line on stderr and the ratio in the result."""
-    small = synthetic_problem(5, 5, 1, 15, seed=0)
+    small = tiny_problem
     f = init_factors("balanced-gaussian", small.shape, 2, 0.5, seed=1)
     res = validate(small, f, optimizer="adam", against="adam-sign", lrs=[2e-3, 1e-3], t_end=0.05, n_record=5,
                    hyper={"beta1": 0.5, "beta2": 0.9})

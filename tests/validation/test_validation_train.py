@@ -1,26 +1,26 @@
 """Discrete training: batched == one by one, closed-form gradients vs autograd, metrics, time map, divergence,
-and the ``flowsim train`` command (SPEC §5, §7)."""
+and the ``flowsim train`` command (docs/math.md §11; docs/contract.md)."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+from reference_problems import rect_problem
 
 from flowsim.cli import main
-from flowsim.factors import end_product
+from flowsim.factors import end_product, prefix_products
 from flowsim.flows import LayerwiseFlow
 from flowsim.flows.adam import AdamODEFlow
 from flowsim.initializations import init_factors
 from flowsim.metrics import matrix_metrics
 from flowsim.penalties import make_penalty
-from flowsim.problems import synthetic_problem
 from flowsim.trajectory import load_run
-from flowsim.validation.batched import BatchedProblems, layer_gradients, prefix_products
+from flowsim.validation.batched import BatchedProblems, layer_gradients
 from flowsim.validation.timemap import flow_iterations, iteration_times, iterations_for_horizon
 from flowsim.validation.train import record_iterations, train, train_batched
 
-P = synthetic_problem(8, 6, 2, 30, seed=3)
+P = rect_problem()
 
 
 def _factors(seed, depth=3, scale=0.5, kind="gaussian"):
@@ -33,7 +33,7 @@ def test_closed_form_layer_gradients_match_autograd(penalty):
     pen = make_penalty(penalty)
     bp = BatchedProblems.stack([P], pen, [0.05], torch.device("cpu"), torch.float64)
     params = [torch.tensor(F[None]) for F in f]
-    pre = prefix_products(params)
+    pre = prefix_products(params, identity=False)
     loss, G = bp.loss_and_grad(pre[-1])
     grads = layer_gradients(params, G, pre)
     # independent reference: autograd through the product and torch's SVD
@@ -51,7 +51,7 @@ def test_closed_form_layer_gradients_match_autograd(penalty):
 
 
 def test_batched_equals_one_by_one():
-    problems = [synthetic_problem(8, 6, 2, 30, seed=s) for s in range(4)]
+    problems = [rect_problem(seed=s) for s in range(4)]
     inits = [_factors(10 + s) for s in range(4)]
     lrs, lams = [0.5, 0.3, 0.2, 0.4], [0.0, 0.01, 0.02, 0.005]
     pen = make_penalty("ratio")
@@ -139,6 +139,7 @@ def _cli(args):
         return exc.code
 
 
+@pytest.mark.slow
 def test_cli_train_ok_and_plot(tmp_path):
     out = tmp_path / "run"
     assert (
@@ -167,6 +168,7 @@ def test_cli_train_bad_input_leaves_nothing(tmp_path, capsys):
     assert all("Traceback" not in line for line in err)
 
 
+@pytest.mark.slow
 def test_cli_train_divergence_exit_3(tmp_path):
     out = tmp_path / "div"
     assert _cli(["--lr", "100", "--iters", "500", "--init-scale", "1", "--out", str(out)]) == 3

@@ -19,13 +19,14 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.optimize import brentq
 
-from .errors import BadInputError
+from ..errors import BadInputError
+from .result import IntegrationResult
 
 SOLVERS = {"DOP853": DOP853, "RK45": RK45, "RK23": RK23, "Radau": Radau, "BDF": BDF, "LSODA": LSODA}
 #: the solvers that take a Jacobian (``jac=``); the explicit ones ignore it
@@ -37,9 +38,13 @@ BLOWUP = 1e100
 #: step after a non-finite trial stage and normally fails on its own (step below the spacing of floats)
 #: after a few hundred evaluations; this bound only guarantees that no solver can loop forever on NaN.
 MAX_NONFINITE_EVALS = 2000
+#: solvers whose dense output gives the same numbers for an array of times as for each time alone (the
+#: Horner scheme of ``Dop853DenseOutput`` runs entry-wise), so the saving times passed in one step are
+#: read off in one call, as ``solve_ivp(t_eval=...)`` does
+VECTOR_DENSE_OUTPUT = ("DOP853",)
 
 
-#: Hairer's stiffness test for the Dormand–Prince pairs (HNW93 §IV.2, the codes DOPRI5/DOP853): with the
+#: Hairer's stiffness test for the Dormand–Prince pairs (HW96 §IV.2, the codes DOPRI5/DOP853): with the
 #: last two stages at t + h, hλ ≈ h‖f(y₁) − f(ŷ)‖/‖y₁ − ŷ‖ estimates h times the dominant eigenvalue; the
 #: step is stability-limited when hλ exceeds the boundary of the method's stability region on the negative
 #: axis (3.25 for RK45 = DOPRI5, 6.1 for DOP853), and the problem is declared stiff after STIFF_COUNT such
@@ -85,49 +90,13 @@ class _NonFiniteVelocity(Exception):
     """Raised inside the solver to abandon a step loop that sees only non-finite velocities."""
 
 
-@dataclass
-class IntegrationResult:
-    """Outcome of :func:`integrate`.
-
-    ``t`` (T,) are the saved times reached, ``y`` (T, dim) the states there. ``status`` is ``ok``,
-    ``event`` (a terminal event fired: ``event_index`` says which, ``t_last`` is its time and the saved
-    states are those of ``t_eval`` up to it), ``stalled`` (the accepted step stayed below ``min_step``),
-    ``stiff`` (``detect_stiffness``: the explicit step became stability-limited),
-    ``diverged`` (non-finite or overflowing state), ``failed`` (solver failure or budget exhausted) or
-    ``interrupted`` (Ctrl-C); ``message`` says where. ``t_last`` is the last time reached. ``t_events[i]``
-    and ``y_events[i]`` are the times and states of every occurrence of event i (as ``solve_ivp``).
-    ``rtol``/``atol`` are the tolerances the solver actually used.
-    """
-
-    t: np.ndarray
-    y: np.ndarray
-    status: str
-    message: str
-    t_last: float
-    nfev: int
-    njev: int
-    nlu: int
-    nsteps: int
-    method: str
-    rtol: float
-    atol: float
-    wall_time_s: float
-    extra: dict = field(default_factory=dict)
-    t_events: list[np.ndarray] = field(default_factory=list)
-    y_events: list[np.ndarray] = field(default_factory=list)
-    event_index: int | None = None
-    y_last: np.ndarray | None = None
-
-    @property
-    def success(self) -> bool:
-        """True when the integration reached the last requested time."""
-        return self.status == "ok"
-
-    def stats(self) -> dict:
-        """Solver statistics for ``run.json``."""
-        return {"method": self.method, "rtol": self.rtol, "atol": self.atol, "nfev": self.nfev,
-                "njev": self.njev, "nlu": self.nlu, "steps": self.nsteps, "t_last": self.t_last,
-                "integration_wall_time_s": self.wall_time_s, **self.extra}
+def check_tolerances(rtol: float, atol: float) -> float:
+    """Validate ``rtol`` and ``atol`` (finite numbers > 0, else :class:`BadInputError`); returns rtol
+    raised to ``MIN_RTOL`` = 100·ε as scipy does (every engine uses this one check)."""
+    for name, v in (("--rtol", rtol), ("--atol", atol)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise BadInputError(f"{name} must be a finite number > 0, got {v!r}")
+    return max(float(rtol), MIN_RTOL)
 
 
 def log_time_grid(t_end: float, n_save: int = 200, t_min: float | None = None, t0: float = 0.0) -> np.ndarray:
@@ -145,7 +114,8 @@ def log_time_grid(t_end: float, n_save: int = 200, t_min: float | None = None, t
     return np.concatenate([[t0], grid])
 
 
-def _progress_bar(enabled: bool | None, t0: float, t_end: float):
+def progress_bar(enabled: bool | None, t0: float, t_end: float) -> Any:
+    """A tqdm bar over the log-time fraction of (t0, t_end) (``enabled=None``: only on a TTY), or None."""
     if enabled is False:
         return None
     if enabled is None and not sys.stderr.isatty():
@@ -156,7 +126,8 @@ def _progress_bar(enabled: bool | None, t0: float, t_end: float):
                 bar_format="{desc}: {percentage:3.0f}% of log-time |{bar}| t={postfix} [{elapsed}]")
 
 
-def _log_fraction(t: float, t0: float, t_end: float) -> float:
+def log_fraction(t: float, t0: float, t_end: float) -> float:
+    """How far t is along (t0, t_end) on the log1p scale the progress bar shows (0 to 1)."""
     return math.log1p(max(t - t0, 0.0)) / math.log1p(t_end - t0)
 
 
@@ -184,7 +155,7 @@ class _Events:
         self.count = np.zeros(n, dtype=int)
         self.t_events: list[list[float]] = [[] for _ in range(n)]
         self.y_events: list[list[np.ndarray]] = [[] for _ in range(n)]
-        self.g: np.ndarray | None = None
+        self.g: Any = None  # the event values at the last step (an array once start() ran)
 
     def name(self, i: int) -> str:
         return str(getattr(self.events[i], "__name__", f"event {i}"))
@@ -210,8 +181,8 @@ class _Events:
         up = (g_old <= 0) & (g_new >= 0)
         down = (g_old >= 0) & (g_new <= 0)
         either = up | down
-        active = np.nonzero((up & (self.direction > 0)) | (down & (self.direction < 0))
-                            | (either & (self.direction == 0)))[0]
+        active: Any = np.nonzero((up & (self.direction > 0)) | (down & (self.direction < 0))
+                                 | (either & (self.direction == 0)))[0]
         if active.size == 0:
             return None
         roots = []
@@ -291,10 +262,7 @@ def integrate(
     """
     if method not in SOLVERS:
         raise BadInputError(f"--method must be one of {'|'.join(SOLVERS)}, got {method!r}")
-    for name, v in (("--rtol", rtol), ("--atol", atol)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise BadInputError(f"{name} must be a finite number > 0, got {v!r}")
-    rtol = max(float(rtol), MIN_RTOL)
+    rtol = check_tolerances(rtol, atol)
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1 or t_eval.size < 1 or np.any(np.diff(t_eval) <= 0) or not np.all(np.isfinite(t_eval)):
         raise BadInputError("saving times must be finite and strictly increasing")
@@ -304,11 +272,16 @@ def integrate(
     nonfinite: list[float] = []  # time of the first non-finite velocity
     errors: list[str] = []  # first numerical error raised by ``fun`` (e.g. an SVD that did not converge)
     streak = [0]  # consecutive non-finite evaluations
+    # a field that turns every non-finite state into a non-finite velocity without raising (matrix products
+    # only, e.g. the unpenalized layer-wise flow) needs no check of the state before its evaluation: the
+    # check of the velocity below sees the same thing, one reduction less per evaluation
+    check_state = not getattr(fun, "spreads_nonfinite", False)
+    vector_dense = method in VECTOR_DENSE_OUTPUT
 
     def wrapped(t: float, y: np.ndarray) -> np.ndarray:
         # one reduction per array: a sum is finite iff every entry is (an overflowing sum means entries
         # beyond 1e304, far past ``blowup``), and it allocates no boolean temporary
-        if math.isfinite(np.add.reduce(y, axis=None)):
+        if not check_state or math.isfinite(np.add.reduce(y, axis=None)):
             try:
                 v = np.asarray(fun(t, y), dtype=float)
             except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
@@ -342,7 +315,7 @@ def integrate(
     nsteps = 0
     small_steps = 0
     solver = None
-    bar = _progress_bar(progress, t0, t_end)
+    bar = progress_bar(progress, t0, t_end)
     if not np.all(np.isfinite(y0)) or np.max(np.abs(y0), initial=0.0) > blowup:
         status, message = "diverged", f"the initial state is not finite or exceeds {blowup:.0e} (t={t0:g})"
     elif t_end > t0:
@@ -384,16 +357,19 @@ def integrate(
                         t_save = t_stop
                 if k < t_eval.size and t_eval[k] <= t_save:
                     dense = dense or solver.dense_output()
-                    while k < t_eval.size and t_eval[k] <= t_save:
-                        ts.append(float(t_eval[k]))
-                        ys.append(np.asarray(dense(t_eval[k]), dtype=float))
-                        k += 1
+                    k_end = int(np.searchsorted(t_eval, t_save, side="right"))
+                    ts.extend(t_eval[k:k_end].tolist())
+                    if vector_dense:  # one call for every saving time of the step (columns = states)
+                        ys.extend(np.asarray(dense(t_eval[k:k_end]), dtype=float).T)
+                    else:
+                        ys.extend(np.asarray(dense(tk), dtype=float) for tk in t_eval[k:k_end])
+                    k = k_end
                 if event_index is not None:
                     status = "event"
                     message = f"terminal event {ev.name(event_index)} at t={t_stop:.10g} (step {nsteps})"
                     break
                 if bar is not None:
-                    bar.n = int(1000 * _log_fraction(solver.t, t0, t_end))
+                    bar.n = int(1000 * log_fraction(solver.t, t0, t_end))
                     bar.set_postfix_str(f"{solver.t:.3g}", refresh=False)
                     bar.refresh()
                 if monitor is not None and solver.status == "running" and monitor.step():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..penalties import SCHATTEN_FLOOR, NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty
-from ..problems import CompletionProblem
+from ...penalties import SCHATTEN_FLOOR, NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty
+from ...problems import CompletionProblem
 
 PENALTY_NONE, PENALTY_RATIO, PENALTY_NUCLEAR, PENALTY_SCHATTEN = 0, 1, 2, 3
 
@@ -85,9 +85,11 @@ def layerwise_field(y, out, dims, offs, weight, w_star, pen):  # pragma: no cove
     """Write Ẇ_j = −W_{N:j+1}ᵀ (∇ℓ(W) + λ∇R(W)) W_{j−1:1}ᵀ into ``out`` (ACH18 Eq. 3 with a penalty; the
     layer-wise flow of ``docs/math.md`` "Layer-wise gradient flow").
 
-    Same back-propagation as :func:`flowsim.flows.gradient.layerwise_velocity_into`: prefix products
-    P_j = W_{j:1}, G = weight ∘ (W − W*) + λ U diag(g(σ)) Vᵀ, B_N = −G, Ẇ_j = B_j P_{j−1}ᵀ,
-    B_{j−1} = W_jᵀ B_j.
+    numba's own copy of :func:`flowsim.flows.gradient.layerwise_velocity_into` (numba cannot compile the
+    numpy home), the same back-propagation: prefix products P_j = W_{j:1}
+    (:func:`flowsim.factors.prefix_products`), G = weight ∘ (W − W*) + λ U diag(g(σ)) Vᵀ (g:
+    :func:`spectral_penalty_grad`, mirroring :meth:`flowsim.penalties.Penalty.spectral_grad`), B_N = −G,
+    Ẇ_j = B_j P_{j−1}ᵀ, B_{j−1} = W_jᵀ B_j.
     """
     N = dims.size - 1
     factors = [y[offs[j]:offs[j + 1]].reshape((dims[j + 1], dims[j])) for j in range(N)]

@@ -1,4 +1,4 @@
-"""``flowsim sweep CONFIG.toml --out DIR [--workers K] [--scheduler ADDRESS] [--quick]`` (SPEC §7).
+"""``flowsim sweep CONFIG.toml --out DIR [--workers K] [--scheduler ADDRESS] [--quick]`` (docs/contract.md).
 
 Runs every point of the grid described by the TOML configuration (see :mod:`flowsim.sweep.config`), one
 run directory per point under ``DIR/points/``, and rebuilds ``DIR/summary.csv``. Rerunning the same command
@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
-from .config import load_config
+from ..sweep.config import load_config
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    from ..cli.common import make_parser, positive_int
+    from .common import make_parser, positive_int
 
     p = make_parser(prog, "Run a parameter grid of a flowsim command on local processes or a Dask cluster; "
                           "resumable; writes one run directory per point and summary.csv.")
@@ -39,8 +39,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def _check_out(out: str, config_path: str) -> Path:
     """Validate ``--out`` before anything is created: a folder (new, empty, or an earlier sweep)."""
-    from ..cli.common import prepare_out_dir
-    from .runner import SWEEP_JSON
+    from ..runs.common import prepare_out_dir
+    from ..sweep.runner import SWEEP_JSON
 
     path = Path(out)
     if path.is_dir() and any(path.iterdir()) and not (path / SWEEP_JSON).is_file():
@@ -68,7 +68,7 @@ def _check_workers(workers: int | None, allow_large: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runner import DaskBackend, run_sweep
+    from ..sweep.runner import DaskBackend, run_sweep
 
     cfg = load_config(args.config, quick=args.quick, allow_large=args.allow_large)
     points = cfg.points()
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     report, report_error = None, None
     if cfg.report and not outcome.interrupted:
         report, report_error = _report(out, cfg.report)
-    from .summary import read_summary
+    from ..sweep.summary import read_summary
 
     rows = read_summary(outcome.summary)
     counts: dict[str, int] = {}
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if report_error:
             print(f"report       {cfg.report} not written: {report_error}")
     if outcome.interrupted:
-        from ..cli.interrupts import exit_code
+        from ..runs.interrupts import exit_code
 
         print("flowsim sweep: interrupted; rerun the same command to resume", file=sys.stderr)
         return exit_code()
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(out: Path, name: str) -> tuple[Path | None, str | None]:
     """Write report ``name``; a report that cannot be rendered is noted, never an error of the sweep."""
-    from .tables import write_report
+    from ..sweep.tables import write_report
 
     try:
         return write_report(out, name), None

@@ -7,16 +7,16 @@ Same contract as :func:`flowsim.integrator.integrate` (statuses ``ok``/``diverge
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..integrator import BLOWUP, MAX_NONFINITE_EVALS, IntegrationResult, _log_fraction, _progress_bar
-from ..penalties import Penalty
-from ..problems import CompletionProblem
+from ...errors import BadInputError
+from ...penalties import Penalty
+from ...problems import CompletionProblem
+from ..result import IntegrationResult
+from ..stepper import BLOWUP, MAX_NONFINITE_EVALS, check_tolerances, log_fraction, progress_bar
 from . import dop853 as _d
 from .field import loss_weight, penalty_vector
 
@@ -27,8 +27,8 @@ TOO_SMALL_STEP = "Required step size is less than spacing between numbers"
 
 @dataclass(frozen=True)
 class FieldArrays:
-    """The arrays :func:`flowsim.compiled.field.layerwise_field` reads: layer dims, state offsets, loss
-    weight (2c/D)·1_Ω, W* and the penalty vector [kind, λ, p, q]."""
+    """The arrays :func:`~flowsim.integrator.compiled.field.layerwise_field` reads: layer dims, state
+    offsets, loss weight (2c/D)·1_Ω, W* and the penalty vector [kind, λ, p, q]."""
 
     dims: np.ndarray
     offs: np.ndarray
@@ -48,14 +48,6 @@ class FieldArrays:
     def args(self) -> tuple:
         """Positional arguments of the compiled field."""
         return self.dims, self.offs, self.weight, self.w_star, self.pen
-
-
-def check_tolerances(rtol: float, atol: float) -> float:
-    """Validate the tolerances as the scipy path does; returns rtol raised to 100·ε like scipy."""
-    for name, v in (("--rtol", rtol), ("--atol", atol)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise BadInputError(f"{name} must be a finite number > 0, got {v!r}")
-    return max(float(rtol), 100 * np.finfo(float).eps)
 
 
 def solve_compiled(
@@ -97,7 +89,7 @@ def solve_compiled(
     if not np.all(np.isfinite(y)) or np.max(np.abs(y), initial=0.0) > blowup:
         status, message = "diverged", f"the initial state is not finite or exceeds {blowup:.0e} (t={t0:g})"
     elif t_end > t0:
-        bar = _progress_bar(progress, t0, t_end)
+        bar = progress_bar(progress, t0, t_end)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                 code = _d.RUNNING
@@ -109,7 +101,7 @@ def solve_compiled(
                                       MAX_NONFINITE_EVALS, limit)
                     t_now, nsteps = fst[_d.T_NOW], int(ist[_d.NSTEPS])
                     if bar is not None:
-                        bar.n = int(1000 * _log_fraction(t_now, t0, t_end))
+                        bar.n = int(1000 * log_fraction(t_now, t0, t_end))
                         bar.set_postfix_str(f"{t_now:.3g}", refresh=False)
                         bar.refresh()
                     if code != _d.RUNNING:
@@ -147,28 +139,38 @@ def nonfinite_note(fst: np.ndarray, ist: np.ndarray) -> str:
     return f"; the velocity was first non-finite at t={fst[_d.T_NONFINITE]:.6g}" if seen else ""
 
 
+def end_status(code: int, t0: float, t_now: float, nsteps: int, t_prev: float, t_nonfinite: float | None,
+               blowup: float) -> tuple[str, str]:
+    """(status, message) of a DOP853 solve that stopped with return ``code`` of
+    :func:`~flowsim.integrator.compiled.dop853.advance` at ``t_now`` after ``nsteps`` steps, worded as the
+    scipy path words them (:func:`flowsim.integrator.integrate`); ``t_nonfinite`` is where the velocity was
+    first non-finite (None: never). Any engine with these return codes can use it."""
+    note = "" if t_nonfinite is None else f"; the velocity was first non-finite at t={t_nonfinite:.6g}"
+    if code == _d.INITIAL_NONFINITE:
+        return "diverged", f"the velocity is not finite at the initial time t={t0:g}"
+    if code == _d.TOO_SMALL:
+        return ("diverged" if t_nonfinite is not None else "failed",
+                f"integrator failed at t={t_now:.6g} (step {nsteps + 1}): {TOO_SMALL_STEP}{note}")
+    if code == _d.STATE_DIVERGED:
+        return "diverged", (f"state became non-finite or exceeded {blowup:.0e} at t={t_now:.6g} (step "
+                            f"{nsteps}); last good time t={t_prev:.6g}")
+    if code == _d.NONFINITE_STREAK:
+        return "diverged", (f"the velocity stayed non-finite for {MAX_NONFINITE_EVALS} evaluations after "
+                            f"t={t_now:.6g} (step {nsteps}){note}")
+    return "ok", "reached t_end"
+
+
 def make_result(code: int, status: str | None, message: str, t_eval: np.ndarray, ys: np.ndarray,
                 y: np.ndarray, fst: np.ndarray, ist: np.ndarray, rtol: float, atol: float, blowup: float,
                 wall_time_s: float) -> IntegrationResult:
     """The :class:`IntegrationResult` of one compiled solve that ended with return ``code`` of
-    :func:`flowsim.compiled.dop853.advance` (``status``/``message`` given: a budget, Ctrl-C or error)."""
+    :func:`~flowsim.integrator.compiled.dop853.advance` (``status``/``message`` given: a budget, Ctrl-C or
+    error)."""
     t_now, nsteps = fst[_d.T_NOW], int(ist[_d.NSTEPS])
     if status is None:
-        status, message = "ok", "reached t_end"
-        if code == _d.INITIAL_NONFINITE:
-            status, message = "diverged", f"the velocity is not finite at the initial time t={t_eval[0]:g}"
-        elif code == _d.TOO_SMALL:
-            status = "diverged" if ist[_d.NONFINITE_SEEN] else "failed"
-            message = (f"integrator failed at t={t_now:.6g} (step {nsteps + 1}): "
-                       f"{TOO_SMALL_STEP}{nonfinite_note(fst, ist)}")
-        elif code == _d.STATE_DIVERGED:
-            status = "diverged"
-            message = (f"state became non-finite or exceeded {blowup:.0e} at t={t_now:.6g} (step {nsteps}); "
-                       f"last good time t={fst[_d.T_PREV]:.6g}")
-        elif code == _d.NONFINITE_STREAK:
-            status = "diverged"
-            message = (f"the velocity stayed non-finite for {MAX_NONFINITE_EVALS} evaluations after "
-                       f"t={t_now:.6g} (step {nsteps}){nonfinite_note(fst, ist)}")
+        t_nonfinite = float(fst[_d.T_NONFINITE]) if ist[_d.NONFINITE_SEEN] else None
+        status, message = end_status(code, float(t_eval[0]), t_now, nsteps, fst[_d.T_PREV], t_nonfinite,
+                                     blowup)
     n_saved = int(ist[_d.K_SAVE])
     return IntegrationResult(
         t=t_eval[:n_saved].copy(), y=ys[:n_saved].copy(), status=status, message=message,

@@ -1,8 +1,8 @@
-"""scipy's DOP853 step loop compiled with numba around :func:`flowsim.compiled.field.layerwise_field`.
+"""scipy's DOP853 step loop compiled with numba around :func:`.field.layerwise_field`.
 
-The algorithm is ``scipy.integrate.DOP853`` line by line (HW93 Sec. II.10, Dormand–Prince 8(5,3) with
+The algorithm is ``scipy.integrate.DOP853`` line by line (HNW93 Sec. II.10, Dormand–Prince 8(5,3) with
 scipy's coefficients ``scipy.integrate._ivp.dop853_coefficients``): the same initial step
-(``select_initial_step``, HW93 Sec. II.4), the same 5th/3rd-order blended error norm, the same step-size
+(``select_initial_step``, HNW93 Sec. II.4), the same 5th/3rd-order blended error norm, the same step-size
 control (safety 0.9, factors 0.2–10, no growth right after a rejection), the same 7th-order dense output
 with its three extra stages. Results therefore agree with the scipy path to the tolerance (the sums run in
 a different order, so not bit for bit).
@@ -89,7 +89,7 @@ def _eval(t, y, out, ist, fst, dims, offs, weight, w_star, pen, max_nonfinite): 
 @njit(cache=True)
 def start(y, f, fst, ist, t_bound, dims, offs, weight, w_star, pen, rtol, atol, max_step,
           max_nonfinite):  # pragma: no cover - compiled
-    """f = f(t0, y0) and the initial step of HW93 Sec. II.4 (scipy ``select_initial_step``, order 7).
+    """f = f(t0, y0) and the initial step of HNW93 Sec. II.4 (scipy ``select_initial_step``, order 7).
     Returns False when the initial velocity is not finite."""
     t0 = fst[T_NOW]
     _eval(t0, y, f, ist, fst, dims, offs, weight, w_star, pen, max_nonfinite)

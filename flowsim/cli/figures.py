@@ -18,11 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from flowsim.cli.common import make_parser, positive_int
-from flowsim.errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
-
-from .gallery import FIGURES, SETTINGS, job_dirs, select
-from .jobs import ensure_jobs
+from ..errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
+from ..figures.gallery import FIGURES, SETTINGS, job_dirs, select
+from ..figures.jobs import ensure_jobs
+from .common import make_parser, positive_int
 
 DEFAULT_OUT = Path("figures")  # relative to the working directory: the repository's figures/ from a checkout
 DEFAULT_DATA = Path("runs") / "figures"

@@ -7,7 +7,6 @@ iteration counts beyond 2⁵³) hold always.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -27,12 +26,6 @@ MAX_EXACT_INT = 2**53
 #: SVD flops above which ``simulate``/``train`` say that the set-up may take a while
 SLOW_SETUP_FLOPS = 1e9
 FLOAT = 8
-
-
-def add_allow_large_arg(p: argparse.ArgumentParser) -> None:
-    """``--allow-large``: run beyond the soft limits of this module."""
-    p.add_argument("--allow-large", action="store_true",
-                   help="run beyond the size/count limits (the error message gives the estimate)")
 
 
 def memory_limit() -> float:

@@ -15,10 +15,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
-_state: dict[str, object] = {"signal": None, "deferring": False, "pending": None}
+_state: dict[str, Any] = {"signal": None, "deferring": False, "pending": None}
 
 
 def _raise_for(signum: int) -> None:
@@ -72,7 +73,7 @@ def interrupt_requested() -> bool:
 def check_interrupt() -> None:
     """Raise the pending interrupt again when some inner code turned it into a status (stop the rest)."""
     if _state["signal"] is not None:
-        _raise_for(int(_state["signal"]))  # type: ignore[arg-type]
+        _raise_for(int(_state["signal"]))
 
 
 def exit_code() -> int:
@@ -94,4 +95,4 @@ def deferred() -> Iterator[None]:
         _state["deferring"] = False
         pending, _state["pending"] = _state["pending"], None
         if pending is not None:
-            _raise_for(int(pending))  # type: ignore[arg-type]
+            _raise_for(int(pending))
