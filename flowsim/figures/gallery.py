@@ -11,9 +11,11 @@ Horizons and integration budgets (why the runs look as they do):
 * gradient flow on the end product (docs/math.md §4) from balanced Gaussian factors of scale 1e-3 leaves the
   origin at t ≈ 10²–10³ (later for deeper N) and has converged by t = 10⁴; DOP853 at rtol 1e-7.
 * the Adam flow ``adam-layer`` (docs/math.md §8.2) moves every entry at speed O(1): it fits within t ≈ 0.1–1,
-  then its vector field −g/√(g² + var g) tends to a sign flow with ever faster modes, where an explicit
-  solver chatters. These runs use RK45 at rtol 1e-5 with a fixed budget of steps (deterministic) and the
-  plots mark with × where a run stopped before its horizon.
+  then its vector field −g/√(g² + var g) tends to a sign flow with ever faster modes. These runs use RK45
+  at rtol 1e-5 with a fixed budget of steps (deterministic); the arrival driver
+  (:func:`flowsim.integrator.solve_with_arrival`) continues the stiff part with Radau and the analytic
+  Jacobian (small states) or RK45 at its stability limit (100×100: ~20 000 steps), and holds the state once
+  the arrival is complete. The plots mark with × where a run stopped before its horizon.
 * at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (docs/math.md §3) does not vanish as a
   singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
   flow slides along σ_i = 0 (a subgradient/Filippov solution) where an explicit solver chatters. These runs
@@ -52,7 +54,7 @@ class Setting:
     adam_t_end: float = 1.0
     depth1_adam_t_end: float = 3.0
     n_save_budgeted: int = 80
-    step_budget: int = 1200
+    step_budget: int = 40000  # Adam runs, depth ≥ 2: paper N = 3 without penalty needs 20 316 steps
     depth1_step_budget: int = 2000
     budget_rtol: float = 1e-5
     razin_t_end: float = 1e7
@@ -69,7 +71,7 @@ PAPER = Setting("paper", {"m": 100, "n": 100, "rank": 5, "observed": 2000, "seed
 PREVIEW = replace(
     PAPER, name="preview",
     problem={"m": 16, "n": 16, "rank": 2, "observed": 100, "seed": 0, "reduction": "mean", "scale": 1.0},
-    gf_t_end=2e3, gf_n_save=60, n_save_budgeted=40, step_budget=300, depth1_step_budget=300, razin_t_end=1e5,
+    gf_t_end=2e3, gf_n_save=60, n_save_budgeted=40, step_budget=1000, depth1_step_budget=300, razin_t_end=1e5,
     razin_n_save=120,
     gd_lrs=(0.2, 0.1, 0.05, 0.025), adam_lrs=(0.004, 0.002, 0.001, 0.0005), check_quick=True,
 )

@@ -71,6 +71,33 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
         return np.concatenate([v.ravel() for v in variance_adapted_layer_velocity(factors, G, self.eps)])
 
+    def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """∂Ẇ_j/∂g_j of the field −S_j ⊙ g_j per layer as (d, u, w): ``diag(d) + u wᵀ`` (docs/math.md §8.2).
+        With S_i = (g_i² + s² + ε²)^{−1/2} and s² = mean(g²) − mean(g)² over the layer's n entries,
+        ∂(−g_i S_i)/∂g_k = (−S_i + g_i² S_i³) δ_ik + g_i S_i³ (g_k − ḡ)/n."""
+        assert self.packer is not None, "call initial_state first"
+        out = []
+        for lo, hi in zip(self.packer.offsets[:-1], self.packer.offsets[1:]):
+            gj = g[int(lo):int(hi)]
+            S = 1.0 / np.sqrt(gj * gj + np.var(gj) + self.eps * self.eps)
+            out.append((-S + gj * gj * S**3, gj * S**3, (gj - gj.mean()) / gj.size))
+        return out
+
+    def jac(self, t: float, y: np.ndarray) -> np.ndarray:
+        """The dense Jacobian ∂ẏ/∂y = (∂Ẇ/∂g)·(∂g/∂y): the field's derivative in the layer gradients
+        (:meth:`field_derivative`) times the Hessian of ℓ + λR in the layer coordinates
+        (:meth:`~flowsim.flows.layer_state.LayerStateFlow.objective_hessian`). For the implicit phase of the
+        finite-time arrival on small states (``docs/math.md``, "Finite-time arrival")."""
+        H = self.objective_hessian(y)
+        g = self.arrival_gradient(y)
+        J = np.empty_like(H)
+        assert self.packer is not None
+        offsets = self.packer.offsets
+        for (d, u, w), lo, hi in zip(self.field_derivative(g), offsets[:-1], offsets[1:]):
+            rows = H[int(lo):int(hi)]
+            J[int(lo):int(hi)] = d[:, None] * rows + np.outer(u, w @ rows)
+        return J
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "eps": self.eps}
 
@@ -96,6 +123,15 @@ class AdamSignFlow(AdamLayerFlow):
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         return sign_velocity(self.arrival_gradient(y), self.eps)
+
+    def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """∂Ẇ/∂g of −g/(|g| + ε): diagonal, −ε/(|g| + ε)² (no rank-one part; one block for all layers)."""
+        return [(-self.eps / (np.abs(g) + self.eps) ** 2, np.zeros_like(g), np.zeros_like(g))]
+
+    def jac(self, t: float, y: np.ndarray) -> np.ndarray:
+        """The dense Jacobian −diag(ε/(|g| + ε)²)·∂g/∂y (``docs/math.md``, "The fixed-β limit")."""
+        ((d, _, _),) = self.field_derivative(self.arrival_gradient(y))
+        return d[:, None] * self.objective_hessian(y)
 
 
 class AdamODEFlow(LayerStateFlow):

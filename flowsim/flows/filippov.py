@@ -25,6 +25,10 @@ on the 12×12 acceptance problem). Stopping there also keeps the integration out
 what the integrator's local errors leave in the null block (≈ rtol·|W_ij| per step). A growing null-block
 direction joins the active set at the much lower ``leave_level`` = ``leave_tol``·σ₁(W), so that its growth
 from 0 is integrated exactly on the rank-(r+1) manifold almost from the start.
+
+A sliding segment at a low active rank of a large W (``CHART_MIN_SIZE``, ``CHART_MAX_RANK_FRACTION``) is
+integrated in the factored chart W = USVᵀ of the rank-r manifold (:class:`FixedRankChart`, KL07): the
+same field, O(mnr) per evaluation instead of a full SVD of W, with the null block exactly 0.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ LEAVE_TOL = 1e-6
 MAX_EVENTS = 20000
 #: events listed one by one in the run's statistics (the counts are always complete)
 MAX_LISTED_EVENTS = 500
+#: sliding segments of a W with min(m, n) at least this are integrated in the factored chart of the rank-r
+#: manifold (:class:`FixedRankChart`) while r ≤ ``CHART_MAX_RANK_FRACTION``·min(m, n): an evaluation costs
+#: O(mnr) instead of a full SVD of W. Smaller problems keep the full-W segments (their SVD is cheap).
+CHART_MIN_SIZE = 24
+CHART_MAX_RANK_FRACTION = 0.25
 
 
 def spectral_soft_threshold(X: np.ndarray, tau: float) -> np.ndarray:
@@ -128,6 +137,7 @@ class FilippovSpectralFlow(EndProductStateFlow):
         self.rank = min(self.shape)
         self.events: list[dict[str, Any]] = []
         self.event_counts: dict[str, int] = {"sigma_to_zero": 0, "leaves_zero": 0, "rank_up": 0}
+        self.segment_counts: dict[str, int] = {"full": 0, "chart": 0}
         self.svd = _SvdCache(self.shape)
 
     def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
@@ -192,12 +202,23 @@ class FilippovSpectralFlow(EndProductStateFlow):
             return ys
         return np.array([self.truncate(x.reshape(self.shape), self.rank).ravel() for x in ys])
 
+    def use_chart(self, sliding: bool) -> bool:
+        """Whether the segment begun by :meth:`begin_segment` is integrated in :class:`FixedRankChart`:
+        a sliding segment of a large enough W at a low enough active rank (``CHART_MIN_SIZE``,
+        ``CHART_MAX_RANK_FRACTION``)."""
+        k = min(self.shape)
+        return sliding and k >= CHART_MIN_SIZE and 0 < self.rank <= CHART_MAX_RANK_FRACTION * k
+
+    def drop_level(self, y: np.ndarray) -> float:
+        """The level at which σ_r is set to 0 in a segment from y: half of min(zero level, σ_r(y))."""
+        r = self.rank
+        return 0.5 * min(self.zero_level, float(self.svd(y)[1][r - 1])) if r > 0 else 0.0
+
     def event_functions(self, y: np.ndarray) -> list[Callable[[float, np.ndarray], float]]:
         """The terminal events of a segment from y (``sigma_to_zero``, ``rank_up``, ``leaves_zero``; module
         docstring), in ``solve_ivp``'s form."""
         r, leave = self.rank, self.leave_level
-        s = self.svd(y)[1]
-        drop = 0.5 * min(self.zero_level, float(s[r - 1])) if r > 0 else 0.0
+        drop = self.drop_level(y)
         events: list[Callable[[float, np.ndarray], float]] = []
 
         def sigma_to_zero(t: float, x: np.ndarray) -> float:
@@ -256,10 +277,104 @@ class FilippovSpectralFlow(EndProductStateFlow):
     def statistics(self) -> dict[str, Any]:
         """Events and rank for ``run.json`` (``stats``)."""
         return {"formulation": self.formulation, "zero_tol": self.zero_tol, "leave_tol": self.leave_tol,
-                "rank_final": self.rank,
+                "rank_final": self.rank, "segment_counts": dict(self.segment_counts),
                 "event_counts": dict(self.event_counts), "events": list(self.events),
                 "events_listed": len(self.events)}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "formulation": self.formulation, "zero_tol": self.zero_tol,
                 "leave_tol": self.leave_tol}
+
+
+class FixedRankChart:
+    """The sliding segment field of a :class:`FilippovSpectralFlow` at active rank r, in the factored chart
+    W = U S Vᵀ (U m×r, V n×r orthonormal, S r×r invertible) of the rank-r manifold: the dynamical low-rank
+    equations (KL07), which integrate exactly the projection of −G on the tangent space,
+
+        Ṡ = −UᵀGV,   U̇ = −(I − UUᵀ)GVS⁻¹,   V̇ = −(I − VVᵀ)GᵀUS⁻ᵀ,   G = ∇ℓ(W) + λU_r diag(g) V_rᵀ,
+
+    (d/dt USVᵀ = −[P_U G + (I − P_U)GP_V], the velocity of :func:`filippov_velocity` while the null block
+    slides; docs/math.md, "Non-smooth penalties at depth 1"). With S = A diag(σ) Bᵀ (an r×r SVD) the
+    penalty term is λUA diag(g(σ)) BᵀVᵀ, which lies in Uᵀ·V and enters Ṡ alone, and S⁻¹ = B diag(1/σ) Aᵀ.
+    One evaluation costs O(mnr) (the sparse-pattern gradient of the loss and two thin products) instead of
+    the full SVD of W, and the null block is exactly 0 by construction. State: (U, S, V) raveled.
+    """
+
+    def __init__(self, flow: FilippovSpectralFlow, W: np.ndarray):
+        self.flow = flow
+        self.m, self.n = flow.shape
+        self.r = r = flow.rank
+        U, s, Vt = np.linalg.svd(np.asarray(W, dtype=float).reshape(flow.shape), full_matrices=False)
+        self.z0 = self.encode(U[:, :r], np.diag(s[:r]), Vt[:r].T)
+
+    def encode(self, U: np.ndarray, S: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """(U, S, V) raveled into one state vector."""
+        return np.concatenate([U.ravel(), S.ravel(), V.ravel()])
+
+    def split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The factors (U, S, V) of a chart state."""
+        m, n, r = self.m, self.n, self.r
+        U = z[: m * r].reshape(m, r)
+        S = z[m * r: m * r + r * r].reshape(r, r)
+        V = z[m * r + r * r:].reshape(n, r)
+        return U, S, V
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """W = U S Vᵀ raveled (the state of the full flow)."""
+        U, S, V = self.split(np.asarray(z, dtype=float))
+        return (U @ S @ V.T).ravel()
+
+    def decode_rows(self, zs: np.ndarray) -> np.ndarray:
+        """:meth:`decode` of each row of ``zs``."""
+        return np.array([self.decode(z) for z in np.atleast_2d(zs)]).reshape(-1, self.m * self.n)
+
+    def __call__(self, t: float, z: np.ndarray) -> np.ndarray:
+        flow = self.flow
+        U, S, V = self.split(z)
+        A, s, Bt = np.linalg.svd(S)
+        G = flow.problem.grad(U @ S @ V.T)
+        GV = G @ V
+        GtU = G.T @ U
+        core = U.T @ GV
+        if flow.lam != 0.0:
+            core = core + flow.lam * (A * flow.penalty.active_spectral_grad(s)) @ Bt
+        S_inv = (Bt.T / s) @ A.T
+        dU = -(GV - U @ (U.T @ GV)) @ S_inv
+        dV = -(GtU - V @ (V.T @ GtU)) @ S_inv.T
+        return self.encode(dU, -core, dV)
+
+    def singular_values(self, z: np.ndarray) -> np.ndarray:
+        """σ(W) = σ(S) (U, V orthonormal)."""
+        return np.linalg.svd(self.split(z)[1], compute_uv=False)
+
+    def null_gradient_excess(self, z: np.ndarray) -> float:
+        """‖(I − UUᵀ)∇ℓ(W)(I − VVᵀ)‖₂ − τ (:meth:`FilippovSpectralFlow.null_gradient_excess` in the chart)."""
+        flow = self.flow
+        U, S, V = self.split(z)
+        s = np.linalg.svd(S, compute_uv=False)
+        tau = flow.lam * flow.penalty.null_threshold(s)
+        if not np.isfinite(tau):
+            return -np.inf
+        G = flow.problem.grad(U @ S @ V.T)
+        G = G - U @ (U.T @ G)
+        N = G - (G @ V) @ V.T
+        return float(np.linalg.norm(N, 2)) - tau
+
+    def event_functions(self, drop: float) -> list[Callable[[float, np.ndarray], float]]:
+        """The terminal events of a sliding segment in the chart: ``sigma_to_zero`` (σ_r(S) falls to
+        ``drop``) and ``leaves_zero`` (the null-block loss gradient exceeds τ). ``rank_up`` cannot occur
+        while the null block slides (it is exactly 0 in the chart)."""
+        r = self.r
+
+        def sigma_to_zero(t: float, z: np.ndarray) -> float:
+            return float(self.singular_values(z)[r - 1]) - drop
+
+        def leaves_zero(t: float, z: np.ndarray) -> float:
+            return self.null_gradient_excess(z)
+
+        sigma_to_zero.direction, sigma_to_zero.terminal = -1, True  # type: ignore[attr-defined]
+        leaves_zero.direction, leaves_zero.terminal = 1, True  # type: ignore[attr-defined]
+        events: list[Callable[[float, np.ndarray], float]] = [sigma_to_zero]
+        if r < min(self.m, self.n):
+            events.append(leaves_zero)
+        return events

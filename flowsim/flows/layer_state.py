@@ -55,6 +55,35 @@ class LayerStateFlow(PenalizedFlow):
         assert self.packer is not None, "call initial_state first"
         return self.packer.pack(self.total_layer_gradients(self.layer_factors(y)))
 
+    def objective_hessian(self, y: np.ndarray) -> np.ndarray:
+        """The dense Hessian ∂g/∂y of ℓ + λR in the packed layer coordinates (g = the packed layer gradients
+        of docs/math.md §6), by torch forward-over-reverse autograd in float64 (R written on
+        ``torch.linalg.svdvals``, as in :func:`flowsim.flows.modified.autograd_modified_gradient`). It has
+        size² entries: for the Jacobians of the small states only (``flowsim.integrator.arrival``)."""
+        import torch
+        from torch.func import hessian
+
+        from .modified import _torch_penalty
+
+        assert self.packer is not None, "call initial_state first"
+        packer, problem = self.packer, self.problem
+        W_star = torch.as_tensor(problem.W_star, dtype=torch.float64)
+        mask = torch.as_tensor(problem.mask, dtype=torch.float64)
+        lam, penalty = self.lam, self.penalty
+
+        def objective(theta):
+            W: Any = None
+            for (a, b), lo, hi in zip(packer.shapes, packer.offsets[:-1], packer.offsets[1:]):
+                F = theta[int(lo):int(hi)].reshape(a, b)
+                W = F if W is None else F @ W
+            value = problem.scale * ((mask * (W - W_star)) ** 2).sum() / problem.denominator
+            if lam and not penalty.is_zero:
+                value = value + lam * _torch_penalty(penalty, W)
+            return value
+
+        theta = torch.as_tensor(np.array(y[: packer.size], dtype=float))
+        return hessian(objective)(theta).numpy()
+
     def describe(self) -> dict[str, Any]:
         d = {**super().describe(), **{name: getattr(self, name) for name in self.settings}}
         if self.packer is not None:

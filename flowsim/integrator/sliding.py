@@ -2,7 +2,9 @@
 :func:`flowsim.integrator.integrate` call per segment of constant active rank, ended by the flow's
 rank-changing events (``docs/math.md``, "Non-smooth penalties at depth 1"). The flow owns the sliding rules
 (:meth:`~flowsim.flows.filippov.FilippovSpectralFlow.begin_segment`,
-:meth:`~flowsim.flows.filippov.FilippovSpectralFlow.apply_event`); this module only runs the segments."""
+:meth:`~flowsim.flows.filippov.FilippovSpectralFlow.apply_event`) and decides which sliding segments run in
+the factored chart W = USVᵀ (:class:`~flowsim.flows.filippov.FixedRankChart`, KL07); this module only runs
+the segments, on the full W or in the chart, and hands the flow full-W states."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flows.filippov import MAX_EVENTS, FilippovSpectralFlow
+from ..flows.filippov import MAX_EVENTS, FilippovSpectralFlow, FixedRankChart
 from .result import IntegrationResult
 from .stepper import integrate
 
@@ -44,12 +46,20 @@ def solve_sliding(flow: FilippovSpectralFlow, y0: np.ndarray, t_eval: np.ndarray
         if max_wall is not None:
             budget["max_wall_time"] = max(1e-3, float(max_wall) - (time.perf_counter() - start))
         y, sliding = flow.begin_segment(t_cur, y)
-        events = flow.event_functions(y)
-        res = integrate(flow, y, grid, events=events, **budget, **kwargs)
+        chart = FixedRankChart(flow, y) if flow.use_chart(sliding) else None
+        flow.segment_counts["full" if chart is None else "chart"] += 1
+        if chart is None:
+            events = flow.event_functions(y)
+            res = integrate(flow, y, grid, events=events, **budget, **kwargs)
+            states = flow.segment_states(res.y[1:], sliding)
+        else:
+            events = chart.event_functions(flow.drop_level(y))
+            res = integrate(chart, chart.z0, grid, events=events, **budget, **kwargs)
+            states = chart.decode_rows(res.y[1:]) if res.y.shape[0] > 1 else res.y[:0, :0]
         for key in totals:
             totals[key] += int(getattr(res, key))
         ts.append(res.t[1:])
-        ys.append(flow.segment_states(res.y[1:], sliding).reshape(-1, y.size))
+        ys.append(states.reshape(-1, y.size))
         if res.status != "event":
             status, message = res.status, res.message
             break
@@ -62,6 +72,8 @@ def solve_sliding(flow: FilippovSpectralFlow, y0: np.ndarray, t_eval: np.ndarray
         assert res.event_index is not None
         t_cur = float(res.t_last)
         y_event = res.y_last if res.y_last is not None else res.y_events[res.event_index][-1]
+        if chart is not None:
+            y_event = chart.decode(y_event)
         y = flow.apply_event(t_cur, y_event, events[res.event_index].__name__)
     return IntegrationResult(
         t=np.concatenate(ts), y=np.concatenate(ys), status=status, message=message,

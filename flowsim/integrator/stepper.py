@@ -213,6 +213,81 @@ class _Events:
         return [np.array(v, dtype=float) for v in self.t_events], ys
 
 
+class _GuardedField:
+    """The vector field as the solver sees it: a non-finite state or velocity, or a numerical error raised
+    by the field, becomes a NaN velocity (the solver then shrinks its step); the first such time and error
+    are kept for the message, and ``MAX_NONFINITE_EVALS`` consecutive ones end the run."""
+
+    def __init__(self, fun: Callable[[float, np.ndarray], np.ndarray]):
+        self.fun = fun
+        self.nonfinite: list[float] = []  # time of the first non-finite velocity
+        self.errors: list[str] = []  # first numerical error raised by ``fun`` (e.g. an SVD failure)
+        self.streak = 0  # consecutive non-finite evaluations
+        # a field that turns every non-finite state into a non-finite velocity without raising (matrix
+        # products only, e.g. the unpenalized layer-wise flow) needs no check of the state before its
+        # evaluation: the check of the velocity below sees the same thing, one reduction less per evaluation
+        self.check_state = not getattr(fun, "spreads_nonfinite", False)
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        # one reduction per array: a sum is finite iff every entry is (an overflowing sum means entries
+        # beyond 1e304, far past ``blowup``), and it allocates no boolean temporary
+        if not self.check_state or math.isfinite(np.add.reduce(y, axis=None)):
+            try:
+                v = np.asarray(self.fun(t, y), dtype=float)
+            except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+                if not self.errors:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                v = np.full_like(y, np.nan)
+            else:
+                if math.isfinite(np.add.reduce(v, axis=None)):
+                    self.streak = 0
+                    return v
+        else:  # a trial state overflowed: the velocity there is undefined
+            v = np.full_like(y, np.nan)
+        if not self.nonfinite:
+            self.nonfinite.append(t)
+        self.streak += 1
+        if self.streak >= MAX_NONFINITE_EVALS:
+            raise _NonFiniteVelocity(t)
+        return v
+
+    def note(self) -> str:
+        """Where the velocity first became non-finite, and the first error, for a message."""
+        note = f"; the velocity was first non-finite at t={self.nonfinite[0]:.6g}" if self.nonfinite else ""
+        return note + (f" ({self.errors[0]})" if self.errors else "")
+
+
+class _StepLimits:
+    """The rules that end a run between two accepted steps besides t_end, events and divergence: the
+    stiffness test, a stalled step size, the step budget and the wall-time budget (checked in this order,
+    only while the solver is still running)."""
+
+    def __init__(self, monitor: _StiffnessMonitor | None, min_step: float | None, stall_steps: int,
+                 max_steps: int | None, max_wall_time: float | None, start: float):
+        self.monitor, self.min_step, self.stall_steps = monitor, min_step, stall_steps
+        self.max_steps, self.max_wall_time, self.start = max_steps, max_wall_time, start
+        self.small_steps = 0
+
+    def check(self, solver: Any, t_prev: float, nsteps: int) -> tuple[str, str] | None:
+        """(status, message) when a rule ends the run after this step, else None."""
+        if solver.status != "running":
+            return None
+        if self.monitor is not None and self.monitor.step():
+            return "stiff", (f"the problem became stiff at t={solver.t:.10g} (step {nsteps}): h·λ ≈ "
+                             f"{self.monitor.h_lambda:.3g} > {self.monitor.bound} on {STIFF_COUNT} steps, "
+                             f"step h={solver.h_previous:.3g}")
+        if self.min_step is not None:
+            self.small_steps = self.small_steps + 1 if solver.t - t_prev < self.min_step else 0
+            if self.small_steps >= self.stall_steps:
+                return "stalled", (f"the step size stayed below {self.min_step:.3g} for {self.stall_steps} "
+                                   f"steps at t={solver.t:.10g} (step {nsteps})")
+        if self.max_steps is not None and nsteps >= self.max_steps:
+            return "failed", f"step budget of {self.max_steps} steps exhausted at t={solver.t:.6g}"
+        if self.max_wall_time is not None and time.perf_counter() - self.start > self.max_wall_time:
+            return "failed", f"wall-time budget of {self.max_wall_time:g} s exhausted at t={solver.t:.6g}"
+        return None
+
+
 def _solver_kwargs(method: str, rtol: float, atol: float, max_step: float, first_step: float | None,
                    jac: Callable | np.ndarray | None) -> dict:
     kwargs: dict = {"rtol": rtol, "atol": atol, "max_step": max_step}
@@ -269,41 +344,9 @@ def integrate(
     ev = _Events(events)
     t0, t_end = float(t_eval[0]), float(t_eval[-1])
     y0 = np.asarray(y0, dtype=float)
-    nonfinite: list[float] = []  # time of the first non-finite velocity
-    errors: list[str] = []  # first numerical error raised by ``fun`` (e.g. an SVD that did not converge)
-    streak = [0]  # consecutive non-finite evaluations
-    # a field that turns every non-finite state into a non-finite velocity without raising (matrix products
-    # only, e.g. the unpenalized layer-wise flow) needs no check of the state before its evaluation: the
-    # check of the velocity below sees the same thing, one reduction less per evaluation
-    check_state = not getattr(fun, "spreads_nonfinite", False)
+    wrapped = _GuardedField(fun)
+    nonfinite, errors, nonfinite_note = wrapped.nonfinite, wrapped.errors, wrapped.note
     vector_dense = method in VECTOR_DENSE_OUTPUT
-
-    def wrapped(t: float, y: np.ndarray) -> np.ndarray:
-        # one reduction per array: a sum is finite iff every entry is (an overflowing sum means entries
-        # beyond 1e304, far past ``blowup``), and it allocates no boolean temporary
-        if not check_state or math.isfinite(np.add.reduce(y, axis=None)):
-            try:
-                v = np.asarray(fun(t, y), dtype=float)
-            except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
-                if not errors:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                v = np.full_like(y, np.nan)
-            else:
-                if math.isfinite(np.add.reduce(v, axis=None)):
-                    streak[0] = 0
-                    return v
-        else:  # a trial state overflowed: the velocity there is undefined
-            v = np.full_like(y, np.nan)
-        if not nonfinite:
-            nonfinite.append(t)
-        streak[0] += 1
-        if streak[0] >= MAX_NONFINITE_EVALS:
-            raise _NonFiniteVelocity(t)
-        return v
-
-    def nonfinite_note() -> str:
-        note = f"; the velocity was first non-finite at t={nonfinite[0]:.6g}" if nonfinite else ""
-        return note + (f" ({errors[0]})" if errors else "")
 
     start = time.perf_counter()
     ts: list[float] = [t0]
@@ -313,7 +356,6 @@ def integrate(
     t_stop: float | None = None  # time of a terminal event
     y_stop: np.ndarray | None = None
     nsteps = 0
-    small_steps = 0
     solver = None
     bar = progress_bar(progress, t0, t_end)
     if not np.all(np.isfinite(y0)) or np.max(np.abs(y0), initial=0.0) > blowup:
@@ -330,6 +372,7 @@ def integrate(
                                      **_solver_kwargs(method, rtol, atol, max_step, first_step, jac))
             monitor = (_StiffnessMonitor(solver, method)
                        if detect_stiffness and method in STIFF_BOUNDARY else None)
+            limits = _StepLimits(monitor, min_step, stall_steps, max_steps, max_wall_time, start)
             k = 1
             while solver.status == "running":
                 t_prev = solver.t
@@ -372,27 +415,9 @@ def integrate(
                     bar.n = int(1000 * log_fraction(solver.t, t0, t_end))
                     bar.set_postfix_str(f"{solver.t:.3g}", refresh=False)
                     bar.refresh()
-                if monitor is not None and solver.status == "running" and monitor.step():
-                    status = "stiff"
-                    message = (f"the problem became stiff at t={solver.t:.10g} (step {nsteps}): h·λ ≈ "
-                               f"{monitor.h_lambda:.3g} > {monitor.bound} on {STIFF_COUNT} steps, step "
-                               f"h={solver.h_previous:.3g}")
-                    break
-                if min_step is not None and solver.status == "running":
-                    small_steps = small_steps + 1 if solver.t - t_prev < min_step else 0
-                    if small_steps >= stall_steps:
-                        status = "stalled"
-                        message = (f"the step size stayed below {min_step:.3g} for {stall_steps} steps at "
-                                   f"t={solver.t:.10g} (step {nsteps})")
-                        break
-                if max_steps is not None and nsteps >= max_steps and solver.status == "running":
-                    status = "failed"
-                    message = f"step budget of {max_steps} steps exhausted at t={solver.t:.6g}"
-                    break
-                if (max_wall_time is not None and solver.status == "running"
-                        and time.perf_counter() - start > max_wall_time):
-                    status = "failed"
-                    message = f"wall-time budget of {max_wall_time:g} s exhausted at t={solver.t:.6g}"
+                stop = limits.check(solver, t_prev, nsteps)
+                if stop is not None:
+                    status, message = stop
                     break
         except _NonFiniteVelocity:
             status = "diverged"

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from ..errors import EXIT_OK, EXIT_RUN_FAILED, BadInputError
 from ..theory.registry import (
+    REGISTRY,
     CheckConfig,
     Claim,
     ClaimRecord,
@@ -100,9 +101,10 @@ def run_check(spec: CheckSpec) -> RunResult:
     registry = load_builtin_claims()
     for name in spec.module:
         try:
-            load_user_module(name)
+            added = load_user_module(name)
         except (ImportError, ValueError) as exc:
             raise BadInputError(str(exc).replace("\n", " ")) from None
+        registry.update({cid: REGISTRY[cid] for cid in added if cid in REGISTRY})
     claims = select_claims(registry, spec.claim)
     if spec.list:
         width = max((len(c.id) for c in claims), default=5)

@@ -94,6 +94,21 @@ def _physical_memory() -> float:
         return math.inf
 
 
+def checked_problem(spec: Any, *, note_slow: bool = True) -> CompletionProblem:
+    """The completion problem of ``spec`` after the model-size checks of ``flowsim.runs.budget`` (before
+    the synthetic problem is drawn, then on its actual shape): bad input raises before anything is
+    computed or written. ``note_slow`` prints the slow-setup note of large sizes (unless ``spec.quiet``)."""
+    from .budget import check_model, note_slow_setup
+
+    if spec.w_star is None:
+        check_model(spec.size, spec.depth, spec.allow_large)
+        if note_slow:
+            note_slow_setup(spec.size, spec.quiet)
+    problem = problem_from_args(spec)
+    check_model(problem.shape, spec.depth, spec.allow_large)
+    return problem
+
+
 def penalty_from_args(args: Any) -> Penalty:
     """The penalty object of ``penalty``."""
     return make_penalty(args.penalty)

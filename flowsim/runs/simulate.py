@@ -46,33 +46,17 @@ class SimulateSpec(ProblemModelSpec):
     provenance: str | None = provenance_field()
 
 
-def run_simulate(spec: SimulateSpec) -> RunResult:
-    """Integrate the flow of ``spec`` and write ``run.json``, ``trajectory.npz`` and (unless ``no_plot``)
-    ``trajectory.png`` into ``spec.out``; print the summary unless ``quiet``. Bad input raises
-    :class:`flowsim.errors.BadInputError` before the run directory exists."""
+def prepare_simulation(spec: SimulateSpec, *, note_slow: bool = True) -> tuple[Any, Any, list[np.ndarray]]:
+    """(problem, flow, initial factors) of ``spec``, after every check of its values and sizes (horizon,
+    model size, saved-state memory, the saving grid); raises :class:`flowsim.errors.BadInputError` before
+    anything is written. Shared by :func:`run_simulate` and the sweep's batched simulate points."""
     from ..flows import make_flow
     from ..integrator import log_time_grid
-    from ..simulate import simulate
-    from .budget import check_horizon, check_model, check_saved, note_slow_setup
-    from .common import (
-        exit_code_for,
-        factors_from_args,
-        penalty_from_args,
-        prepare_out_dir,
-        problem_from_args,
-        record_tolerances,
-        recording,
-        write_run_and_plot,
-    )
+    from .budget import check_horizon, check_saved
+    from .common import checked_problem, factors_from_args, penalty_from_args
 
-    start = time.perf_counter()
-    # Build and validate everything before the run directory exists (bad input leaves nothing behind).
     check_horizon(spec.t_end, spec.allow_large)
-    if spec.w_star is None:
-        check_model(spec.size, spec.depth, spec.allow_large)
-        note_slow_setup(spec.size, spec.quiet)
-    problem = problem_from_args(spec)
-    check_model(problem.shape, spec.depth, spec.allow_large)
+    problem = checked_problem(spec, note_slow=note_slow)
     penalty = penalty_from_args(spec)
     flow = make_flow(spec.flow, problem, spec.depth, penalty, spec.lam, spec.model, lr=spec.lr,
                      beta1=spec.beta1, beta2=spec.beta2, eps=spec.adam_eps)
@@ -80,6 +64,19 @@ def run_simulate(spec: SimulateSpec) -> RunResult:
     check_saved("--n-save", spec.n_save, problem.shape, flow.initial_state(factors).size, spec.save_matrices,
                 spec.allow_large)
     log_time_grid(spec.t_end, spec.n_save, None, flow.t0)
+    return problem, flow, factors
+
+
+def run_simulate(spec: SimulateSpec) -> RunResult:
+    """Integrate the flow of ``spec`` and write ``run.json``, ``trajectory.npz`` and (unless ``no_plot``)
+    ``trajectory.png`` into ``spec.out``; print the summary unless ``quiet``. Bad input raises
+    :class:`flowsim.errors.BadInputError` before the run directory exists."""
+    from ..simulate import simulate
+    from .common import exit_code_for, prepare_out_dir, record_tolerances, recording, write_run_and_plot
+
+    start = time.perf_counter()
+    # Build and validate everything before the run directory exists (bad input leaves nothing behind).
+    problem, flow, factors = prepare_simulation(spec)
     out = prepare_out_dir(spec.out, "simulate")
     traj = simulate(flow, factors, spec.t_end, n_save=spec.n_save, method=spec.method, rtol=spec.rtol,
                     atol=spec.atol, max_steps=spec.max_steps, max_wall_time=spec.max_wall_time,

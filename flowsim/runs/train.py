@@ -100,24 +100,20 @@ def run_train(spec: TrainSpec) -> RunResult:
     :class:`flowsim.errors.BadInputError` before the run directory exists."""
     from ..validation.batched import resolve_device, resolve_dtype
     from ..validation.train import record_iterations, train
-    from .budget import MAX_ITERATIONS, check_count, check_model, check_saved, note_slow_setup
+    from .budget import MAX_ITERATIONS, check_count, check_saved
     from .common import (
+        checked_problem,
         exit_code_for,
         factors_from_args,
         penalty_from_args,
         prepare_out_dir,
-        problem_from_args,
         recording,
         write_run_and_plot,
     )
 
     start = time.perf_counter()
     check_count("--iters", spec.iters, MAX_ITERATIONS, spec.allow_large, "iterations")
-    if spec.w_star is None:
-        check_model(spec.size, spec.depth, spec.allow_large)
-        note_slow_setup(spec.size, spec.quiet)
-    problem = problem_from_args(spec)
-    check_model(problem.shape, spec.depth, spec.allow_large)
+    problem = checked_problem(spec)
     check_saved("--n-save", spec.n_save, problem.shape, 0, spec.save_matrices, spec.allow_large)
     penalty = penalty_from_args(spec)
     factors = factors_from_args(spec, problem.shape)

@@ -105,13 +105,13 @@ def _run_validate(spec: ValidateSpec) -> RunResult:
     from ..validation.batched import resolve_device, resolve_dtype
     from ..validation.plots import plot_run
     from ..validation.validate import check_pairing, scaled_hyper, validate
-    from .budget import MAX_ITERATIONS, check_count, check_model, check_saved, note_slow_setup
+    from .budget import MAX_ITERATIONS, check_count, check_saved
     from .common import (
+        checked_problem,
         exit_code_for,
         factors_from_args,
         penalty_from_args,
         prepare_out_dir,
-        problem_from_args,
     )
     from .interrupts import deferred
     from .train import hyper_from_args
@@ -125,11 +125,7 @@ def _run_validate(spec: ValidateSpec) -> RunResult:
         spec.t_end / lr < 1e300 for lr in spec.lrs) else math.inf
     check_count(f"--t-end {spec.t_end:g} with --lrs {min(spec.lrs):g}…", iters, MAX_ITERATIONS,
                 spec.allow_large, "iterations in all (t_end/η per step size)")
-    if spec.w_star is None:
-        check_model(spec.size, spec.depth, spec.allow_large)
-        note_slow_setup(spec.size, spec.quiet)
-    problem = problem_from_args(spec)
-    check_model(problem.shape, spec.depth, spec.allow_large)
+    problem = checked_problem(spec)
     check_saved("--n-save", spec.n_save * 2 * len(spec.lrs), problem.shape, 0, True, spec.allow_large)
     penalty = penalty_from_args(spec)
     factors = factors_from_args(spec, problem.shape)

@@ -81,26 +81,15 @@ class _Prepared:
 def _prepare(index: int, spec: Any) -> _Prepared | None:
     """The point's problem, flow and factors with the checks of ``run_simulate``; None when its single run
     would not take the compiled engine (it then runs alone)."""
-    from ..flows import LayerwiseFlow, make_flow
+    from ..flows import LayerwiseFlow
     from ..flows.auto import AutoGradientFlow
-    from ..integrator import engine_for, log_time_grid
-    from ..runs.budget import check_horizon, check_model, check_saved
-    from ..runs.common import factors_from_args, penalty_from_args, problem_from_args
+    from ..integrator import engine_for
+    from ..runs.simulate import prepare_simulation
 
     if spec.flow != "gf" or spec.method != "DOP853" or spec.max_wall_time is not None:
         return None
-    check_horizon(spec.t_end, spec.allow_large)
-    if spec.w_star is None:
-        check_model(spec.size, spec.depth, spec.allow_large)
-    problem = problem_from_args(spec)
-    check_model(problem.shape, spec.depth, spec.allow_large)
-    penalty = penalty_from_args(spec)
-    flow = make_flow(spec.flow, problem, spec.depth, penalty, spec.lam, spec.model, lr=spec.lr,
-                     beta1=spec.beta1, beta2=spec.beta2, eps=spec.adam_eps)
-    factors = factors_from_args(spec, problem.shape)
+    problem, flow, factors = prepare_simulation(spec, note_slow=False)
     size = flow.initial_state(factors).size
-    check_saved("--n-save", spec.n_save, problem.shape, size, spec.save_matrices, spec.allow_large)
-    log_time_grid(spec.t_end, spec.n_save, None, flow.t0)
     inner = flow.chosen if isinstance(flow, AutoGradientFlow) else flow
     if type(inner) is not LayerwiseFlow or flow.t0 != 0.0 or engine_for(inner, size, spec.method) != "numba":
         return None

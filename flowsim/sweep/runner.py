@@ -201,14 +201,16 @@ def run_point(command: str, argv: Sequence[str], params: dict, run_dir: str) -> 
 def run_task(task: list[tuple[str, list[str], dict, str]], write: list[bool] | None = None,
              batched: bool = False) -> list[dict[str, Any]]:
     """Run a group of points (one task of the pool or of Dask): one after the other, or, for a batch of
-    ``train`` points, together (:func:`flowsim.sweep.batching.run_train_batch`; only the points with
-    ``write[i]`` true are written)."""
+    ``train`` or ``simulate`` points, together (:func:`flowsim.sweep.batching.run_train_batch`,
+    :func:`flowsim.sweep.flow_batching.run_simulate_batch`; only the points with ``write[i]`` true are
+    written)."""
     write = [True] * len(task) if write is None else write
     if batched:
         from .batching import run_train_batch
+        from .flow_batching import run_simulate_batch
 
         try:
-            return run_train_batch(task, write)
+            return (run_simulate_batch if task[0][0] == "simulate" else run_train_batch)(task, write)
         finally:
             for item in task:
                 release_dir(Path(item[3]))
@@ -374,8 +376,10 @@ def make_tasks(all_points: Sequence[Point], out: Path, batch_size: int) -> list[
     (:func:`flowsim.sweep.batching.group_points`, computed from *all* points of the sweep), every other
     point alone. Only the tasks with an unfinished point are returned."""
     from .batching import group_points
+    from .flow_batching import group_flow_points
 
-    return [g for g in group_points(all_points, batch_size)
+    group = group_flow_points if all_points and all_points[0].command == "simulate" else group_points
+    return [g for g in group(all_points, batch_size)
             if any(not is_finished(point_dir(out, p.id)) for p in g)]
 
 
@@ -425,7 +429,7 @@ def execute(tasks: list[list[Point]], out: Path, backend, *, on_done: Callable[[
         futures: dict[Any, tuple[list[Point], list[bool]]] = {}
         for t in pending:
             write = [not is_finished(point_dir(out, p.id)) for p in t]
-            batched = len(t) > 1 and t[0].command == "train"
+            batched = len(t) > 1 and t[0].command in ("train", "simulate")
             futures[backend.submit(run_task, _task_payload(t, out), write, batched)] = (t, write)
         pending = []
         broken = False

@@ -344,13 +344,15 @@ def evaluate(c: Claim, config: CheckConfig) -> ClaimRecord:
 
 
 def load_builtin_claims() -> dict[str, Claim]:
-    """Import every ``flowsim.theory.claims_*`` module (each registers its claims) and return the registry."""
+    """Import every ``flowsim.theory.claims_*`` module (each registers its claims) and return the claims of
+    the registry that no user module added (group ``user:NAME``): a user module loaded earlier in the same
+    process (``flowsim check --module``) is not part of a later check that does not name it."""
     import flowsim.theory as theory_pkg
 
     for info in pkgutil.iter_modules(theory_pkg.__path__):
         if info.name.startswith("claims_"):
             importlib.import_module(f"flowsim.theory.{info.name}")
-    return REGISTRY
+    return {cid: c for cid, c in REGISTRY.items() if not c.group.startswith("user:")}
 
 
 _LOADED_MODULES: dict[str, list[str]] = {}

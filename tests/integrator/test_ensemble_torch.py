@@ -27,6 +27,7 @@ def _batch():
     return makers, factors
 
 
+@pytest.mark.slow
 def test_torch_ensemble_takes_the_scipy_steps():
     makers, factors = _batch()
     t_end = 20.0
@@ -46,6 +47,7 @@ def test_torch_ensemble_takes_the_scipy_steps():
     assert len(steps) > 1  # per-flow step control: the flows took different numbers of steps
 
 
+@pytest.mark.slow
 def test_torch_and_numba_ensembles_agree():
     pytest.importorskip("numba")
     problems = [synthetic_problem(6, 6, rank=2, observed=24, seed=s) for s in range(5)]
@@ -58,6 +60,7 @@ def test_torch_and_numba_ensembles_agree():
         np.testing.assert_allclose(a.sigma[-1], b.sigma[-1], rtol=0, atol=1e-7 * b.sigma[-1][0])
 
 
+@pytest.mark.slow
 def test_torch_ensemble_budgets_and_bad_flows():
     makers, factors = _batch()
     trajs = simulate_ensemble([m() for m in makers], factors, 1e4, n_save=30, max_steps=40, engine="torch",

@@ -77,3 +77,39 @@ def test_grouping_is_by_everything_but_the_per_flow_options():
     assert group_flow_points(pts, batch_size=1) == [[p] for p in pts]
     train = [Point("train", dict(BASE), id="t")]
     assert group_flow_points(train, batch_size=8) == [[train[0]]]
+
+
+SIMULATE_CONFIG = """
+command = "simulate"
+batch_size = 8
+[fixed]
+size = 8
+rank = 2
+observed = 30
+depth = 3
+model = "layers"
+t-end = 40.0
+n-save = 15
+init = "gaussian"
+init-scale = 0.05
+[grid]
+seed = [0, 1, 2]
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_its_simulate_points_as_one_batch(tmp_path):
+    from flowsim.sweep import load_config, run_sweep
+    from flowsim.sweep.runner import point_dir
+
+    (tmp_path / "sweep.toml").write_text(SIMULATE_CONFIG)
+    cfg = load_config(tmp_path / "sweep.toml")
+    out = tmp_path / "out"
+    assert run_sweep(cfg, out, workers=1).counts == {"ok": 3}
+    for p in cfg.points():
+        info = json.loads((point_dir(out, p.id) / "run.json").read_text())
+        assert info["batch"]["size"] == 3 and info["stats"]["engine"] == "numba"
+        alone = tmp_path / "alone" / p.id
+        assert run_point("simulate", p.argv(), dict(p.params), str(alone))["status"] == "ok"
+        with np.load(point_dir(out, p.id) / "trajectory.npz") as b, np.load(alone / "trajectory.npz") as a:
+            np.testing.assert_array_equal(b["sigma"], a["sigma"])

@@ -94,6 +94,21 @@ def test_user_module_runs_beside_builtins_with_json(tmp_path, capsys):
     assert "USER-WRONG-A" in capsys.readouterr().out
 
 
+def test_a_user_module_loaded_earlier_is_not_part_of_a_later_check(tmp_path, capsys):
+    """In one process (the gallery's in-process jobs, a notebook), a module loaded by an earlier
+    ``check --module`` stays imported but belongs only to the checks that name it."""
+    from flowsim.theory.registry import load_builtin_claims
+
+    path = _write_module(tmp_path, "LATER")
+    assert main(["check", "--module", str(path), "--list"]) == 0
+    assert "USER-WRONG-LATER" in capsys.readouterr().out
+    assert main(["check", "--list"]) == 0
+    assert "USER-WRONG-LATER" not in capsys.readouterr().out
+    assert "USER-WRONG-LATER" not in load_builtin_claims()
+    assert main(["check", "--module", str(path), "--list"]) == 0  # cached module: still selectable
+    assert "USER-WRONG-LATER" in capsys.readouterr().out
+
+
 def test_list_and_unknown_claim(tmp_path, capsys):
     assert main(["check", "--list"]) == 0
     listed = capsys.readouterr().out
