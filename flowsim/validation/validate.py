@@ -237,22 +237,16 @@ def validate(
     if window is not None:
         res.extra["adam_window_ratio"] = window
     problems: list[str] = []
+    def integrate_flow(flow: Any, t_eval: np.ndarray) -> Trajectory:
+        """The flow from the shared initial factors, saved (with its matrices) at ``t_eval``."""
+        return simulate(flow, factors, float(t_eval[-1]), t_eval=t_eval, method=method, rtol=rtol, atol=atol,
+                        progress=False, save_matrices=True, max_wall_time=max_wall_time)
+
     shared = None  # flows that do not depend on η are integrated once, on the union of all discrete times
     if against in LR_FREE_FLOWS:
         union = np.unique(np.concatenate([iteration_times(plans[lr], lr) for lr in lrs]))
         try:
-            shared = simulate(
-                flows[lrs[0]],
-                factors,
-                float(union[-1]),
-                t_eval=union,
-                method=method,
-                rtol=rtol,
-                atol=atol,
-                progress=False,
-                save_matrices=True,
-                max_wall_time=max_wall_time,
-            )
+            shared = integrate_flow(flows[lrs[0]], union)
         except KeyboardInterrupt:
             res.status, res.message = "interrupted", "interrupted by the user during the flow integration"
             return res
@@ -281,22 +275,7 @@ def validate(
                 flow = flows[lr]
                 t_eval = iteration_times(flow_iterations(rec, lr, flow.t0), lr)
                 t_eval[0] = flow.t0
-                flow_traj = (
-                    _restrict(shared, t_eval)
-                    if shared is not None
-                    else simulate(
-                        flow,
-                        factors,
-                        float(t_eval[-1]),
-                        t_eval=t_eval,
-                        method=method,
-                        rtol=rtol,
-                        atol=atol,
-                        progress=False,
-                        save_matrices=True,
-                        max_wall_time=max_wall_time,
-                    )
-                )
+                flow_traj = _restrict(shared, t_eval) if shared is not None else integrate_flow(flow, t_eval)
         except KeyboardInterrupt:
             res.status, res.message = "interrupted", f"interrupted by the user during lr={lr:g}"
             break
