@@ -20,6 +20,15 @@ DEFAULT_ATOL = 1e-10
 STATUS_OF_RESULT = {"event": "ok", "stalled": "failed", "stiff": "failed"}
 
 
+def formulation_stats(flow: Flow) -> dict[str, str]:
+    """``stats["formulation"]``: which state the velocity was evaluated on (``auto`` flows record their
+    choice, and ``formulation_reason`` why)."""
+    out = {"formulation": getattr(flow, "formulation", None) or flow.model}
+    if getattr(flow, "formulation_reason", ""):
+        out["formulation_reason"] = flow.formulation_reason  # type: ignore[attr-defined]
+    return out
+
+
 def simulate(
     flow: Flow,
     factors: Sequence[np.ndarray],
@@ -59,10 +68,7 @@ def simulate(
     Ws = [flow.end_product(y) for y in res.y]
     stats = res.stats()
     stats["integration_nfev"] = res.nfev
-    # which state the velocity was evaluated on (``auto`` flows record their choice)
-    stats["formulation"] = getattr(flow, "formulation", None) or flow.model
-    if getattr(flow, "formulation_reason", ""):
-        stats["formulation_reason"] = flow.formulation_reason  # type: ignore[attr-defined]
+    stats.update(formulation_stats(flow))
     traj = Trajectory.from_snapshots(res.t, Ws, flow.problem, save_matrices=save_matrices, status=status,
                                      message=res.message, stats=stats, W0=end_product(factors))
     return traj

@@ -37,13 +37,12 @@ def blas_thread_limit():
 
     from threadpoolctl import threadpool_limits
 
-    text = os.environ.get("FLOWSIM_BLAS_THREADS", "1")
+    from ..runs.options import nonneg_int
+
     try:
-        n = int(text)
-    except ValueError:
-        raise BadInputError(f"FLOWSIM_BLAS_THREADS must be an integer ≥ 0, got {text!r}") from None
-    if n < 0:
-        raise BadInputError(f"FLOWSIM_BLAS_THREADS must be an integer ≥ 0, got {text!r}")
+        n = nonneg_int(os.environ.get("FLOWSIM_BLAS_THREADS", "1"))
+    except BadInputError as exc:
+        raise BadInputError(f"FLOWSIM_BLAS_THREADS {exc}") from None
     return contextlib.nullcontext() if n == 0 else threadpool_limits(limits=n)
 
 

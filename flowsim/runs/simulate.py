@@ -72,7 +72,7 @@ def run_simulate(spec: SimulateSpec) -> RunResult:
     ``trajectory.png`` into ``spec.out``; print the summary unless ``quiet``. Bad input raises
     :class:`flowsim.errors.BadInputError` before the run directory exists."""
     from ..simulate import simulate
-    from .common import exit_code_for, prepare_out_dir, record_tolerances, recording, write_run_and_plot
+    from .common import exit_code_for, prepare_out_dir
 
     start = time.perf_counter()
     # Build and validate everything before the run directory exists (bad input leaves nothing behind).
@@ -81,19 +81,29 @@ def run_simulate(spec: SimulateSpec) -> RunResult:
     traj = simulate(flow, factors, spec.t_end, n_save=spec.n_save, method=spec.method, rtol=spec.rtol,
                     atol=spec.atol, max_steps=spec.max_steps, max_wall_time=spec.max_wall_time,
                     progress=False if spec.quiet else None, save_matrices=spec.save_matrices)
-    params = spec.params()
-    params["problem"] = problem.description
-    params["flow_description"] = flow.describe()
-    record_tolerances(params, traj.stats)
     wall = time.perf_counter() - start
-    with recording(spec):
-        png = write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=wall,
-                                 no_plot=spec.no_plot)
+    png = write_simulation(out, spec, problem, flow, traj, wall)
     if not spec.quiet:
         print(summary(traj, out, wall, png))
     elif traj.status != "ok":
         print(f"flowsim simulate: {traj.status}: {traj.message}", file=sys.stderr)
     return RunResult(traj.status, traj.message, exit_code_for(traj.status), out, traj.final_metrics(), wall)
+
+
+def write_simulation(out: Path, spec: SimulateSpec, problem: Any, flow: Any, traj: Any, wall_time_s: float,
+                     extra_info: dict[str, Any] | None = None) -> Path | None:
+    """Write the run directory of a finished simulation (``run.json`` with the spec's parameters, the
+    problem and flow descriptions and the tolerances used; ``trajectory.npz``; the plot unless
+    ``spec.no_plot``), recording the spec's command line. Returns the plot's path."""
+    from .common import record_tolerances, recording, write_run_and_plot
+
+    params = spec.params()
+    params["problem"] = problem.description
+    params["flow_description"] = flow.describe()
+    record_tolerances(params, traj.stats)
+    with recording(spec):
+        return write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=wall_time_s,
+                                  no_plot=spec.no_plot, extra_info=extra_info)
 
 
 def summary(traj: Any, out: Path, wall: float, png: Path | None) -> str:

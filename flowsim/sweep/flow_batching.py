@@ -104,7 +104,9 @@ def run_simulate_batch(items: list[tuple[str, list[str], dict, str]], write: lis
     run alone (:func:`flowsim.sweep.runner.run_point`)."""
     from ..ensemble import simulate_ensemble
     from ..errors import BadInputError
-    from ..runs.common import prepare_out_dir, record_tolerances, recording, write_run_and_plot
+    from ..runs.common import prepare_out_dir
+    from ..runs.simulate import write_simulation
+    from ..simulate import formulation_stats
     from .runner import clear_run_dir, point_spec, point_status, run_point, write_failure
 
     start = time.perf_counter()
@@ -133,20 +135,12 @@ def run_simulate_batch(items: list[tuple[str, list[str], dict, str]], write: lis
             run_dir = Path(items[p.index][3])
             # the statistics of a single run (simulate): the formulation the flow chose, no ensemble size
             traj.stats.pop("ensemble_size", None)
-            traj.stats["formulation"] = getattr(p.flow, "formulation", None) or p.flow.model
-            if getattr(p.flow, "formulation_reason", ""):
-                traj.stats["formulation_reason"] = p.flow.formulation_reason
+            traj.stats.update(formulation_stats(p.flow))
             try:
                 clear_run_dir(run_dir)
                 out = prepare_out_dir(str(run_dir), "simulate")
-                params = p.spec.params()
-                params["problem"] = p.problem.description
-                params["flow_description"] = p.flow.describe()
-                record_tolerances(params, traj.stats)
-                with recording(p.spec):
-                    write_run_and_plot(out, traj, command="simulate", params=params, wall_time_s=share,
-                                       no_plot=p.spec.no_plot,
-                                       extra_info={"batch": {"size": len(batch), "wall_time_s": wall}})
+                write_simulation(out, p.spec, p.problem, p.flow, traj, share,
+                                 extra_info={"batch": {"size": len(batch), "wall_time_s": wall}})
             except Exception as exc:  # noqa: BLE001 - recorded, never stops the sweep
                 write_failure(run_dir, "simulate", items[p.index][2], f"{type(exc).__name__}: {exc}", share)
             results[p.index] = {"status": point_status(run_dir), "exit_code": None, "wall_time_s": share}

@@ -88,3 +88,13 @@ def test_no_plot_skips_only_the_png(tmp_path):
     assert {p.name for p in out.iterdir()} == {"run.json", "trajectory.npz"}
     assert main(["plot", str(out)]) == 0
     assert (out / "trajectory.png").is_file()
+
+
+@pytest.mark.parametrize("value", ["x", "-1"])
+def test_bad_blas_thread_count_is_one_line_exit_2(value, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWSIM_BLAS_THREADS", value)
+    res = cli("simulate", "--size", "6", "--t-end", "1", "--out", str(tmp_path / "run"))
+    assert res.code == 2
+    expected = f"flowsim simulate: error: FLOWSIM_BLAS_THREADS must be an integer ≥ 0, got {value!r}"
+    assert res.err.strip() == expected
+    assert not (tmp_path / "run").exists()
