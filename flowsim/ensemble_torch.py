@@ -29,6 +29,7 @@ import torch
 from scipy.integrate._ivp import dop853_coefficients as _co
 
 from .errors import BadInputError
+from .factors import prefix_products
 from .penalties import SCHATTEN_FLOOR, NuclearPenalty, Penalty, RatioPenalty, SchattenRatioPenalty
 from .problems import CompletionProblem
 
@@ -110,9 +111,7 @@ class BatchField:
         dims, offs = self.dims, self.offs
         nb, depth = y.shape[0], len(dims) - 1
         factors = [y[:, offs[j]:offs[j + 1]].reshape(nb, dims[j + 1], dims[j]) for j in range(depth)]
-        pre = [factors[0]]
-        for j in range(1, depth):
-            pre.append(factors[j] @ pre[-1])
+        pre = prefix_products(factors, identity=False)[1:]  # pre[j] = W_{j+1:1}
         W = pre[-1]
         # B_N = −G = weight ∘ (W* − W) − λ∇R(W) (the same numbers as negating G: IEEE sums are symmetric)
         B = self.weight * (self.w_star - W)
