@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "configs" / "exp2_sample_size.toml"
 METHOD_LABELS = {
     "train:1:adam:ratio": "depth 1 + Adam + ratio",
+    "train:1:adam:ratio+rank-refit": "depth 1 + Adam + ratio, rank refit",
     "train:3:gd:none": "depth 3 + GD",
     "min-nuclear-norm": "min nuclear norm (cvxpy/SCS)",
     "softimpute": "SoftImpute (λ by hold-out)",

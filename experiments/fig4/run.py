@@ -3,6 +3,7 @@ paper's size (configs/fig4.toml), with bands over seeds.
 
     python experiments/fig4/run.py --out runs/fig4 [--workers 2]      # 100×100, rank 5, 3 seeds
     python experiments/fig4/run.py --out runs/fig4q --quick           # CI variant
+    python experiments/fig4/run.py --out runs/fig4 --variant ci2h     # sized for a shared 2-core machine
     python experiments/fig4/run.py --out runs/fig4 --replot            # redo the aggregate and the figure
 
 Methods: depth 1 + Adam + ratio penalty and depth 3 + GD, each at the η chosen per seed and k on 10 % of
@@ -50,17 +51,26 @@ def baseline_job(cell: dict, proto: dict) -> dict:
 
 
 def trained_rows(records: list[dict]) -> list[dict]:
-    """One row per trained method × k × seed (status ok unless diverged; ``stop``: the rule that ended it)."""
+    """One row per trained method × k × seed (status ok unless diverged; ``stop``: the rule that ended it).
+    A penalized method gets a second row, method ``…+rank-refit``: the same run after the rank-r refit
+    without the penalty (:func:`flowsim.validation.refit.rank_refit`, docs/math.md §13.1); its erank column
+    holds the refit's rank."""
     rows = []
     for rec in records:
         c = rec["cell"]
+        method = f"train:{c['depth']}:{c['optimizer']}:{c['penalty']}"
         for s in rec["seeds"]:
-            rows.append({"method": f"train:{c['depth']}:{c['optimizer']}:{c['penalty']}",
-                         "observed": int(c["observed"]), "seed": s["seed"],
-                         "status": "diverged" if s["status"] == "diverged" else "ok", "stop": s["status"],
-                         "message": s["message"], "test_error": s["test_error"], "test_rmse": s["test_rmse"],
-                         "erank": s["erank"], "lr": s["lr"], "iterations": s["iterations"],
-                         "refit_test_error": s["refit_test_error"], "wall_time_s": rec["wall_time_s"]})
+            row = {"method": method, "observed": int(c["observed"]), "seed": s["seed"],
+                   "status": "diverged" if s["status"] == "diverged" else "ok", "stop": s["status"],
+                   "message": s["message"], "test_error": s["test_error"], "test_rmse": s["test_rmse"],
+                   "erank": s["erank"], "lr": s["lr"], "iterations": s["iterations"],
+                   "refit_test_error": s["refit_test_error"],
+                   "rank_refit_test_error": s.get("rank_refit_test_error", float("nan")),
+                   "wall_time_s": rec["wall_time_s"]}
+            rows.append(row)
+            if c["penalty"] != "none" and "rank_refit_test_error" in s:
+                rows.append(row | {"method": method + "+rank-refit", "test_error": s["rank_refit_test_error"],
+                                   "test_rmse": float("nan"), "erank": float(s.get("rank_refit_rank", 0))})
     return rows
 
 
@@ -76,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (resumable)")
     p.add_argument("--quick", action="store_true", help="the quick (CI) variant")
     p.add_argument("--config", default=str(CONFIG), help="protocol file")
+    p.add_argument("--variant", default=None, help="a [variants.NAME] of the protocol file (e.g. ci2h)")
     p.add_argument("--workers", type=positive_int, default=2, help="local worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="torch device (overrides the protocol's; cuda runs the torch engine)")
@@ -83,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replot", action="store_true", help="only redo aggregate.csv and fig4.png")
     args = p.parse_args(argv)
     try:
-        proto = load_protocol(args.config, quick=args.quick)
+        proto = load_protocol(args.config, quick=args.quick, variant=args.variant)
         if args.device is not None:
             proto["protocol"]["device"] = args.device
         out = experiment_dir(args.out)

@@ -201,6 +201,7 @@ def test_table1_pipeline_end_to_end(tmp_path, capsys):
     assert rows[0]["paper_err"] == "4e-07"
     assert rows[0]["verdict"] in ("reproduces", "qualitatively", "does not")
     assert all(len(r["lr_chosen"].split(";")) == 2 for r in rows)
+    assert all(np.isfinite(float(r["rank_refit_err_mean"])) for r in rows)
     assert "| Adam | 1 | ratio | 4e-07 / 5 |" in (out / "table1.md").read_text()
     before = (out / "cells").stat().st_mtime_ns, sorted(p.name for p in (out / "cells").iterdir())
     capsys.readouterr()
@@ -245,7 +246,24 @@ def test_fig4_pipeline_end_to_end(tmp_path):
     assert run.main(["--out", str(out), "--config", str(cfg), "--workers", "1"]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {(r["method"], r["observed"]) for r in rows} == {
-        (m, k) for m in ("train:1:adam:ratio", "softimpute") for k in ("25", "40")}
-    assert len(rows) == 8 and (out / "fig4.png").stat().st_size > 1000
+        (m, k) for m in ("train:1:adam:ratio", "train:1:adam:ratio+rank-refit", "softimpute")
+        for k in ("25", "40")}
+    assert len(rows) == 12 and (out / "fig4.png").stat().st_size > 1000
     agg = list(csv.DictReader(open(out / "aggregate.csv")))
     assert all(a["n_seeds"] == "2" for a in agg)
+
+
+@pytest.mark.slow
+def test_lambda_floor_quick_reports_both_refits(tmp_path):
+    """The λ-floor study at its quick size: every run reports the subspace and the rank refit; where the run
+    has learned rank 2 (W*'s), the rank refit completes W* (the floor is gone) while the subspace refit
+    keeps an O(1) error."""
+    run = _script("experiments/table1/lambda_floor.py")
+    out = tmp_path / "lf"
+    assert run.main(["--out", str(out), "--quick"]) == 0
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert len(rows) == 5
+    ranked = [r for r in rows if r["rank_refit_rank"] == "2"]
+    assert ranked
+    for r in ranked:
+        assert float(r["rank_refit_test_error"]) < 1e-9 < 0.1 < float(r["refit_test_error"])
