@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
     from flowsim.errors import BadInputError
     from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
-    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, load_protocol, run_jobs
+    from flowsim.runs.interrupts import handling_signals
+    from flowsim.sweep.experiments import interrupted, run_cells
+    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, load_protocol
 
     p = make_parser("python experiments/fig4/run.py", "Zhao22 Fig. 4 at the paper's size.")
     p.add_argument("--out", required=True, help="output folder (resumable)")
@@ -123,11 +125,15 @@ def main(argv: list[str] | None = None) -> int:
               "(pip install 'flowsim[baselines]')", file=sys.stderr)
         methods.remove("min-nuclear-norm")
     t0 = time.perf_counter()
-    records = run_jobs(cells, cell_job, proto, out, workers=args.workers)
-    t_trained = time.perf_counter() - t0
     base_cells = [{"method": m, "observed": k, "seed": s} for m in methods for k in ks for s in seeds]
-    base = (run_jobs(base_cells, baseline_job, proto, out / "baselines", workers=args.workers)
-            if base_cells else [])
+    try:
+        with handling_signals():
+            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
+            t_trained = time.perf_counter() - t0
+            base = (run_cells(base_cells, baseline_job, proto, out / "baselines", workers=args.workers)
+                    if base_cells else [])
+    except KeyboardInterrupt:
+        return interrupted(p.prog, out)
     t_base = time.perf_counter() - t0 - t_trained
     rows = trained_rows(records) + [b["row"] for b in base]
     atomic_write_csv(out / "results.csv", rows)

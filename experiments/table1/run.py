@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         command_line,
         package_versions,
     )
+    from flowsim.runs.interrupts import handling_signals
+    from flowsim.sweep.experiments import interrupted, run_cells
     from flowsim.validation.reproduce import StoppingRule
     from flowsim.validation.reproduce_jobs import (
         cell_job,
         load_protocol,
         rule_from,
-        run_jobs,
         with_verdicts,
     )
 
@@ -164,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    records = run_jobs(cells, cell_job, proto, out, workers=args.workers)
+    try:
+        with handling_signals():
+            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
+    except KeyboardInterrupt:
+        return interrupted(p.prog, out)
     wall = time.perf_counter() - t0
     rows = with_verdicts(records, published)
     atomic_write_csv(out / "results.csv", rows)

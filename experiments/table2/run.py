@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         package_versions,
     )
     from flowsim.ratings import load_ratings, top_block, write_synthetic_ratings
-    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, run_jobs
+    from flowsim.runs.interrupts import handling_signals
+    from flowsim.sweep.experiments import interrupted, run_cells
+    from flowsim.validation.reproduce_jobs import cell_job, experiment_dir
 
     p = make_parser("python experiments/table2/run.py", "Zhao22 Table 2 on a ratings file.")
     p.add_argument("--data", default=None, help="ratings file (MovieLens u.data or CSV/TSV triplets)")
@@ -117,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     proto = protocol(args)
     cells = [{"optimizer": o, "depth": 1, "penalty": pen} for o, pen in ROWS]
     t0 = time.perf_counter()
-    records = run_jobs(cells, cell_job, proto, out, workers=args.workers)
+    try:
+        with handling_signals():
+            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
+    except KeyboardInterrupt:
+        return interrupted(p.prog, out)
     wall = time.perf_counter() - t0
     rows = [{**rec["cell"], "lam": rec["lam"], **rec["summary"], "wall_time_s": rec["wall_time_s"]}
             for rec in records]

@@ -1,5 +1,6 @@
 """Jobs of the reproduction experiments (Zhao22 Table 1, Fig. 4, Table 2): protocol files, one table cell as a
-picklable job, a resumable local process pool, per-step cost measurement and summary tables.
+picklable job, a resumable runner of cells (serial, or on a process-pool backend), per-step cost
+measurement and summary tables.
 
 A protocol is a TOML file with tables ``problem`` (size, rank, observed, init, init_scale), ``protocol``
 (seeds, val_fraction, lam per depth, device, dtype), ``stopping`` and ``selection`` (the
@@ -15,10 +16,9 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -164,16 +164,30 @@ def cell_id(cell: dict[str, Any]) -> str:
     return "_".join(parts).replace("/", "-").replace(":", "-")
 
 
+class JobBackend(Protocol):
+    """Where :func:`run_jobs` runs cells in parallel: ``submit(fn, *args)`` returns a future,
+    ``as_completed(futures)`` yields them as they finish, ``close(wait=False)`` stops the running ones at once
+    (e.g. :class:`flowsim.sweep.runner.LocalBackend`, whose workers exit when the parent dies)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def as_completed(self, futures: Sequence[Any]) -> Iterator[Any]: ...
+
+    def close(self, wait: bool = True) -> None: ...
+
+
 def run_jobs(
     cells: Sequence[dict[str, Any]],
     job: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
     proto: dict[str, Any],
     out: Path,
-    workers: int = 1,
+    backend: JobBackend | None = None,
     log: Callable[[str], None] | None = print,
 ) -> list[dict[str, Any]]:
-    """Run ``job(cell, proto)`` for every cell not yet in ``out/cells/``, ``workers`` processes at once;
-    each record is written atomically as it finishes (an interrupted run resumes where it stopped)."""
+    """Run ``job(cell, proto)`` for every cell not yet in ``out/cells/`` — one after the other, or on
+    ``backend`` —; each record is written atomically as it finishes, so an interrupted run resumes where it
+    stopped. SIGINT/SIGTERM (``KeyboardInterrupt``) stop the backend's running cells at once and propagate;
+    the finished cells are kept."""
     folder = out / "cells"
     folder.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
@@ -196,14 +210,20 @@ def run_jobs(
                 f"{s['erank_mean']:.3g} η {s['lr_chosen']} iters {s['iterations']} "
                 f"({rec['wall_time_s']:.0f} s)")
 
-    if workers <= 1 or len(todo) <= 1:
+    if backend is None or len(todo) <= 1:
         for c in todo:
             done(c, job(c, proto))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(job, c, proto): c for c in todo}
-            for fut in as_completed(futures):
+        interrupted = False
+        try:
+            futures = {backend.submit(job, c, proto): c for c in todo}
+            for fut in backend.as_completed(list(futures)):
                 done(futures[fut], fut.result())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            backend.close(wait=not interrupted)
     return [records[cell_id(c)] for c in cells]
 
 

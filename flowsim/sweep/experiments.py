@@ -1,0 +1,39 @@
+"""The reproduction experiments' cells (Zhao22 Table 1, Fig. 4, Table 2) on the sweep's process pool.
+
+:func:`run_cells` runs :func:`flowsim.validation.reproduce_jobs.run_jobs` on a
+:class:`~flowsim.sweep.runner.LocalBackend` (spawned workers that exit when the parent dies, torch limited to
+one thread each) when more than one worker is asked for; :func:`interrupted` is the scripts' answer to
+SIGINT/SIGTERM: the finished cells are kept and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..runs.interrupts import exit_code
+from ..validation.reproduce_jobs import run_jobs
+from .runner import LocalBackend
+
+
+def run_cells(
+    cells: Sequence[dict[str, Any]],
+    job: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    proto: dict[str, Any],
+    out: Path,
+    workers: int = 1,
+) -> list[dict[str, Any]]:
+    """``job(cell, proto)`` for every cell not yet recorded in ``out/cells/``, ``workers`` at a time."""
+    backend = LocalBackend(workers) if workers > 1 and len(cells) > 1 else None
+    return run_jobs(cells, job, proto, out, backend=backend)
+
+
+def interrupted(prog: str, out: Path) -> int:
+    """Say on stderr that the run was interrupted and what was kept; return the exit code (130 after SIGINT,
+    143 after SIGTERM)."""
+    done = len(list((out / "cells").glob("*.json"))) if (out / "cells").is_dir() else 0
+    print(f"{prog}: interrupted; {done} finished cells are kept in {out / 'cells'} "
+          "(the same command resumes)", file=sys.stderr)
+    return exit_code()
