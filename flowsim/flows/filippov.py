@@ -139,6 +139,9 @@ class FilippovSpectralFlow(EndProductStateFlow):
         self.event_counts: dict[str, int] = {"sigma_to_zero": 0, "leaves_zero": 0, "rank_up": 0}
         self.segment_counts: dict[str, int] = {"full": 0, "chart": 0}
         self.svd = _SvdCache(self.shape)
+        # set by a leaves_zero event: the next segment starts unconstrained even where the located crossing
+        # left the excess a round-off below 0 (else it would slide again and leave again at once)
+        self._left_zero = False
 
     def initial_state(self, factors: Sequence[np.ndarray]) -> np.ndarray:
         if len(factors) != 1:
@@ -183,10 +186,13 @@ class FilippovSpectralFlow(EndProductStateFlow):
 
         The levels are set from σ₁(W). When the null block is sliding (‖U₀ᵀ∇ℓV₀‖₂ < τ) the state is
         truncated to the active rank (its null block exactly 0, clearing what the integrator's errors left
-        there); otherwise the directions that grew together past the leave level join the active set.
+        there); otherwise the directions that grew together past the leave level join the active set. Right
+        after a ``leaves_zero`` event the segment is unconstrained: the event sits at the crossing
+        ‖U₀ᵀ∇ℓV₀‖₂ = τ, where the sign of the excess is the root finder's round-off.
         """
         self.set_levels(float(self.svd(y)[1][0]))
-        sliding = self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
+        left, self._left_zero = self._left_zero, False
+        sliding = not left and self.rank < min(self.shape) and self.null_gradient_excess(y) < 0
         if sliding:
             return self.truncate(y.reshape(self.shape), self.rank).ravel(), True
         sv = self.svd(y)[1]
@@ -214,9 +220,10 @@ class FilippovSpectralFlow(EndProductStateFlow):
         r = self.rank
         return 0.5 * min(self.zero_level, float(self.svd(y)[1][r - 1])) if r > 0 else 0.0
 
-    def event_functions(self, y: np.ndarray) -> list[Callable[[float, np.ndarray], float]]:
-        """The terminal events of a segment from y (``sigma_to_zero``, ``rank_up``, ``leaves_zero``; module
-        docstring), in ``solve_ivp``'s form."""
+    def event_functions(self, y: np.ndarray, sliding: bool) -> list[Callable[[float, np.ndarray], float]]:
+        """The terminal events of a segment from y (``sigma_to_zero``, ``rank_up``, and ``leaves_zero`` when
+        the segment slides, ``sliding`` from :meth:`begin_segment`; module docstring), in ``solve_ivp``'s
+        form."""
         r, leave = self.rank, self.leave_level
         drop = self.drop_level(y)
         events: list[Callable[[float, np.ndarray], float]] = []
@@ -241,7 +248,7 @@ class FilippovSpectralFlow(EndProductStateFlow):
             events.append(sigma_to_zero)
         if r < min(self.shape):
             events.append(rank_up)
-            if self.null_gradient_excess(y) < 0:  # sliding now: leaving is the next event (a kink)
+            if sliding:  # leaving the zero set is the next event (a kink)
                 events.append(leaves_zero)
         return events
 
@@ -271,6 +278,7 @@ class FilippovSpectralFlow(EndProductStateFlow):
             self.rank += 1
             self.record(kind, t, self.rank - 1)
         else:
+            self._left_zero = kind == "leaves_zero"
             self.record(kind, t, self.rank)
         return y
 

@@ -49,7 +49,7 @@ def solve_sliding(flow: FilippovSpectralFlow, y0: np.ndarray, t_eval: np.ndarray
         chart = FixedRankChart(flow, y) if flow.use_chart(sliding) else None
         flow.segment_counts["full" if chart is None else "chart"] += 1
         if chart is None:
-            events = flow.event_functions(y)
+            events = flow.event_functions(y, sliding)
             res = integrate(flow, y, grid, events=events, **budget, **kwargs)
             states = flow.segment_states(res.y[1:], sliding)
         else:

@@ -192,3 +192,18 @@ def test_nuclear_flow_from_zero_grows_every_direction_above_the_threshold_at_onc
     assert traj.stats["event_counts"]["rank_up"] == 2
     expected = np.maximum(s_star - 0.2, 0) * (1 - np.exp(-t))[:, None]
     assert np.allclose(traj.sigma, expected, atol=1e-6)
+
+
+def test_a_leaving_singular_value_is_one_event():
+    """12×12, rank 2, 70 observed, ratio λ = 0.1: three zero singular values leave the null block before
+    t = 20. Each leave is one ``leaves_zero`` event followed by its ``rank_up`` (the segment after the event
+    starts unconstrained: at the located crossing the excess is round-off, and sliding again there would
+    leave again at once, an empty segment and a duplicate event)."""
+    problem = synthetic_problem(12, 12, 2, 70, 0)
+    flow = make_flow("gf", problem, 1, make_penalty("ratio"), 0.1)
+    traj = simulate(flow, init_factors("gaussian", (12, 12), 1, 1e-2, 0), t_eval=np.linspace(0, 20, 41))
+    assert traj.status == "ok"
+    kinds = [e["kind"] for e in traj.stats["events"]]
+    leaves = [i for i, k in enumerate(kinds) if k == "leaves_zero"]
+    assert len(leaves) == traj.stats["event_counts"]["leaves_zero"] == 3
+    assert all(kinds[i + 1] == "rank_up" for i in leaves)
