@@ -59,19 +59,23 @@ def render_markdown(rows: list[dict], proto: dict, wall_s: float | None) -> str:
             f"{pb['observed']} observed, seeds {proto['protocol']['seeds']}, ≤ {st['max_iters']} "
             "iterations). "
             "Err = relative test error (mean over seeds, [min–max]); Rk = Zhao22's rank, erank = our "
-            f"effective rank (mean); η chosen {where} on 10 % of the observed entries; refit = test error "
-            "after the least-squares refit on the learned singular subspaces.\n\n")
+            f"effective rank (mean); η chosen {where} on 10 % of the observed entries; subspace refit = "
+            "test error after the least-squares refit of the core on the learned singular subspaces; rank "
+            "refit = after the rank-r least-squares refit without the penalty (docs/math.md §13.1; – where "
+            "the cell was run before it existed).\n\n")
     if proto["variant"] == "quick":
         head += ("**Quick variant: a smaller problem than the paper's; the verdicts only exercise the "
                  "pipeline.**\n\n")
     lines = ["| Optimizer | N | Penalty | paper Err / Rk | ours Err [min–max] | erank | η (per seed) | "
-             "iterations | refit Err | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "iterations | subspace refit Err | rank refit Err | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {NAMES.get(r['optimizer'], r['optimizer'])} | {r['depth']} | "
             f"{PENALTY_NAMES.get(r['penalty'], r['penalty'])} | {_e(r['paper_err'])} / {r['paper_rank']:g} | "
             f"{_e(r['err_mean'])} [{_e(r['err_min'])}–{_e(r['err_max'])}] | {r['erank_mean']:.3g} | "
-            f"{r['lr_chosen']} | {r['iterations']} | {_e(r['refit_err_mean'])} | {r['verdict']} |")
+            f"{r['lr_chosen']} | {r['iterations']} | {_e(r['refit_err_mean'])} | "
+            f"{_e(float(r.get('rank_refit_err_mean', math.nan)))} | {r['verdict']} |")
     verdicts = ("reproduces", "qualitatively", "does not")
     counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in verdicts}
     tail = "\n\nVerdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items())

@@ -128,6 +128,6 @@ def rank_refit(
         X = _row_least_squares(mask, target, Y)
         Y = _row_least_squares(mask.T, target.T, X)
         W_new = X @ Y.T
-        converged = np.linalg.norm(W_new - W_prev) <= tol * max(np.linalg.norm(W_new), 1e-300)
+        converged = bool(np.linalg.norm(W_new - W_prev) <= tol * max(float(np.linalg.norm(W_new)), 1e-300))
         W_prev, sweeps = W_new, sweeps + 1
     return RankRefit(W_prev, r, sweeps, start, rmse(W_prev), converged)
