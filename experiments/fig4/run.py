@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import csv
 
     from flowsim.cli.common import make_parser, positive_int
-    from flowsim.errors import BadInputError
+    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
     from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
     from flowsim.runs.interrupts import handling_signals
     from flowsim.sweep.experiments import interrupted, run_cells
@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                     if base_cells else [])
     except KeyboardInterrupt:
         return interrupted(p.prog, out)
+    except RunFailedError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     t_base = time.perf_counter() - t0 - t_trained
     rows = trained_rows(records) + [b["row"] for b in base]
     atomic_write_csv(out / "results.csv", rows)

@@ -114,7 +114,7 @@ def estimate(proto: dict, cells: list[dict], workers: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
-    from flowsim.errors import BadInputError
+    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
     from flowsim.io import (
         atomic_write_bytes,
         atomic_write_csv,
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             records = run_cells(cells, cell_job, proto, out, workers=args.workers)
     except KeyboardInterrupt:
         return interrupted(p.prog, out)
+    except RunFailedError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     wall = time.perf_counter() - t0
     rows = with_verdicts(records, published)
     atomic_write_csv(out / "results.csv", rows)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         positive_int,
         size_arg,
     )
-    from flowsim.errors import BadInputError
+    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
     from flowsim.io import (
         atomic_write_bytes,
         atomic_write_csv,
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             records = run_cells(cells, cell_job, proto, out, workers=args.workers)
     except KeyboardInterrupt:
         return interrupted(p.prog, out)
+    except RunFailedError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     wall = time.perf_counter() - t0
     rows = [{**rec["cell"], "lam": rec["lam"], **rec["summary"], "wall_time_s": rec["wall_time_s"]}
             for rec in records]

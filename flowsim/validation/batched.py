@@ -49,6 +49,28 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def batched_svd(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of a batch (B, m, n): torch's batched LAPACK call (gesdd on CPU); when it fails to converge
+    for some element (LAPACK's divide-and-conquer can, on a run that is blowing up towards overflow), each
+    element again with LAPACK's QR-iteration driver gesvd (scipy), and an element that fails there too gets
+    NaN factors, so that its run is stopped as diverged at its next check instead of stopping the batch."""
+    try:
+        return torch.linalg.svd(W, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        import scipy.linalg
+
+        B, m, n = W.shape
+        k = min(m, n)
+        A = W.detach().cpu().double().numpy()
+        U, s, Vh = np.full((B, m, k), np.nan), np.full((B, k), np.nan), np.full((B, k, n), np.nan)
+        for b in range(B):
+            try:
+                U[b], s[b], Vh[b] = scipy.linalg.svd(A[b], full_matrices=False, lapack_driver="gesvd")
+            except (np.linalg.LinAlgError, ValueError):
+                pass
+        return tuple(torch.as_tensor(x, dtype=W.dtype, device=W.device) for x in (U, s, Vh))  # type: ignore[return-value]
+
+
 @dataclass
 class BatchedProblems:
     """B completion problems of one shape (m, n): stacked W* and masks, per-run c/D and λ."""
@@ -112,14 +134,17 @@ class BatchedProblems:
         """(R(W) (B,), ∇R(W) = U diag(g(σ)) Vᵀ (B, m, n)) via one batched thin SVD (docs/math.md §3).
 
         Non-finite end products (a diverged run) are replaced by 0 for the SVD only, so that one bad run
-        cannot break the batched factorization of the others; the bad run is caught by its loss.
+        cannot break the batched factorization of the others; the bad run is caught by its loss (as is one
+        whose SVD does not converge, :func:`batched_svd`).
         """
         safe = torch.where(torch.isfinite(W).all(dim=(1, 2), keepdim=True), W, torch.zeros_like(W))
-        U, s, Vh = torch.linalg.svd(safe, full_matrices=False)
+        U, s, Vh = batched_svd(safe)
         s_np = s.detach().cpu().double().numpy()
         shape = tuple(W.shape[1:])
-        g = np.stack([self.penalty.spectral_grad(si, shape) for si in s_np])
-        vals = np.array([self.penalty.value_from_sv(si) for si in s_np])
+        ok = np.all(np.isfinite(s_np), axis=1)  # an element batched_svd could not factorize: NaN run
+        g = np.stack([self.penalty.spectral_grad(si, shape) if fine else np.full_like(si, np.nan)
+                      for si, fine in zip(s_np, ok)])
+        vals = np.array([self.penalty.value_from_sv(si) if fine else np.nan for si, fine in zip(s_np, ok)])
         g_t = torch.as_tensor(g, dtype=W.dtype, device=W.device)
         return torch.as_tensor(vals, dtype=W.dtype, device=W.device), (U * g_t[:, None, :]) @ Vh
 
@@ -131,7 +156,7 @@ class BatchedProblems:
         """
         finite = torch.isfinite(W).all(dim=(1, 2))
         safe = torch.where(finite[:, None, None], W, torch.zeros_like(W))
-        s = torch.linalg.svdvals(safe)
+        s = batched_svd(safe)[1]
         D = self.W_star - safe
         R = self.mask * D
         loss = self.coef[:, 0, 0] * (R * R).sum(dim=(1, 2))

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from flowsim.errors import BadInputError
+from flowsim.errors import BadInputError, RunFailedError
 from flowsim.initializations import init_factors
 from flowsim.io import atomic_write_json, read_json
 from flowsim.penalties import make_penalty
@@ -186,8 +186,9 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Run ``job(cell, proto)`` for every cell not yet in ``out/cells/`` — one after the other, or on
     ``backend`` —; each record is written atomically as it finishes, so an interrupted run resumes where it
-    stopped. SIGINT/SIGTERM (``KeyboardInterrupt``) stop the backend's running cells at once and propagate;
-    the finished cells are kept."""
+    stopped. A cell whose job raises is not recorded and does not stop the others; when all have run,
+    :class:`flowsim.errors.RunFailedError` names the failed cells. SIGINT/SIGTERM (``KeyboardInterrupt``)
+    stop the backend's running cells at once and propagate; the finished cells are kept."""
     folder = out / "cells"
     folder.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
@@ -210,20 +211,40 @@ def run_jobs(
                 f"{s['erank_mean']:.3g} η {s['lr_chosen']} iters {s['iterations']} "
                 f"({rec['wall_time_s']:.0f} s)")
 
+    failed: list[str] = []
+
+    def fail(c: dict[str, Any], exc: Exception) -> None:
+        failed.append(f"{cell_id(c)}: {type(exc).__name__}: {exc}".splitlines()[0])
+        if log:
+            log(f"cell {failed[-1]} (not recorded; the same command retries it)")
+
     if backend is None or len(todo) <= 1:
         for c in todo:
-            done(c, job(c, proto))
+            try:
+                rec = job(c, proto)
+            except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the others
+                fail(c, exc)
+                continue
+            done(c, rec)
     else:
         interrupted = False
         try:
             futures = {backend.submit(job, c, proto): c for c in todo}
             for fut in backend.as_completed(list(futures)):
-                done(futures[fut], fut.result())
+                try:
+                    rec = fut.result()
+                except Exception as exc:  # noqa: BLE001 - as above
+                    fail(futures[fut], exc)
+                    continue
+                done(futures[fut], rec)
         except KeyboardInterrupt:
             interrupted = True
             raise
         finally:
             backend.close(wait=not interrupted)
+    if failed:
+        raise RunFailedError(f"{len(failed)} of {len(cells)} cells failed (the others are kept in {folder}): "
+                             + "; ".join(failed))
     return [records[cell_id(c)] for c in cells]
 
 
