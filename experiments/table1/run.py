@@ -51,7 +51,7 @@ def _e(x: float) -> str:
     return f"{x:.2g}" if x < 0.1 or x >= 100 else f"{x:.2f}"
 
 
-def render_markdown(rows: list[dict], proto: dict, wall_s: float | None) -> str:
+def render_markdown(rows: list[dict], proto: dict, wall_s: float | None, n_grid: int | None = None) -> str:
     """The side-by-side table (one line per cell) and a verdict count."""
     pb, st = proto["problem"], proto["stopping"]
     where = "per seed" if proto["protocol"].get("select_on", "each") == "each" else "on the first seed"
@@ -79,6 +79,8 @@ def render_markdown(rows: list[dict], proto: dict, wall_s: float | None) -> str:
     verdicts = ("reproduces", "qualitatively", "does not")
     counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in verdicts}
     tail = "\n\nVerdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items())
+    if n_grid is not None and len(rows) < n_grid:
+        tail += f" ({len(rows)} of the grid's {n_grid} cells run)"
     if wall_s is not None:
         tail += f"; wall time of the cells {wall_s:.0f} s (sum over cells, each in one process)"
     return head + "\n".join(lines) + tail + "\n"
@@ -121,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json,
         command_line,
         package_versions,
+        read_json,
     )
     from flowsim.runs.interrupts import handling_signals
     from flowsim.sweep.experiments import interrupted, run_cells
     from flowsim.validation.reproduce import StoppingRule
     from flowsim.validation.reproduce_jobs import (
+        cell_id,
         cell_job,
         load_protocol,
         rule_from,
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--penalties", nargs="*", default=None, help="restrict to these penalties")
     p.add_argument("--estimate", action="store_true",
                    help="measure per-step costs and estimate the wall time")
+    p.add_argument("--report", action="store_true",
+                   help="only rebuild results.csv and table1.md from the cells already in OUT")
     args = p.parse_args(argv)
     try:
         proto = load_protocol(args.config, quick=args.quick, variant=args.variant)
@@ -169,27 +175,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    try:
-        with handling_signals():
-            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
-    except KeyboardInterrupt:
-        return interrupted(p.prog, out)
-    except RunFailedError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    if not args.report:
+        try:
+            with handling_signals():
+                run_cells(cells, cell_job, proto, out, workers=args.workers)
+        except KeyboardInterrupt:
+            return interrupted(p.prog, out)
+        except RunFailedError as exc:
+            print(f"{p.prog}: error: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
     wall = time.perf_counter() - t0
+    # the tables cover every cell of the grid recorded in OUT (restricted runs add up in one folder)
+    grid = cells_of(proto)
+    records = [read_json(out / "cells" / f"{cell_id(c)}.json") for c in grid
+               if (out / "cells" / f"{cell_id(c)}.json").is_file()]
     rows = with_verdicts(records, published)
     atomic_write_csv(out / "results.csv", rows)
     cell_wall = sum(float(r["wall_time_s"]) for r in records)
-    atomic_write_bytes(out / "table1.md", render_markdown(rows, proto, cell_wall).encode())
+    atomic_write_bytes(out / "table1.md", render_markdown(rows, proto, cell_wall, len(grid)).encode())
     rule: StoppingRule = rule_from(proto["stopping"])
     atomic_write_json(out / "run.json", {
         "command": "experiments/table1/run.py", "argv": command_line(), "protocol": proto,
         "stopping_rule": rule.describe(),
         "selection_rule": rule_from(proto.get("selection", proto["stopping"])).describe(),
-        "cells": len(cells), "workers": args.workers, "wall_time_s": wall,
+        "cells": len(cells), "cells_recorded": len(records), "grid_cells": len(grid), "workers": args.workers,
+        "report_only": args.report, "wall_time_s": wall,
         "cell_wall_time_s": cell_wall, "versions": package_versions()})
-    print(f"{len(cells)} cells, {wall:.0f} s; {out / 'results.csv'}, {out / 'table1.md'}")
+    print(f"{len(cells)} cells asked, {len(records)} of {len(grid)} recorded, {wall:.0f} s; "
+          f"{out / 'results.csv'}, {out / 'table1.md'}")
     return 0
 
 

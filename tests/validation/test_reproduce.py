@@ -209,6 +209,10 @@ def test_table1_pipeline_end_to_end(tmp_path, capsys):
     assert "2 cells already done" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "cells").iterdir()) == before[1]
     assert run.main(["--out", str(out), "--config", str(cfg), "--optimizers", "nope"]) == 2
+    # --report rebuilds the tables from the recorded cells only (nothing runs), over the whole grid
+    assert run.main(["--out", str(out), "--config", str(cfg), "--report"]) == 0
+    assert "(2 of the grid's 8 cells run)" in (out / "table1.md").read_text()
+    assert sorted(p.name for p in (out / "cells").iterdir()) == before[1]
 
 
 def test_table2_pipeline_end_to_end(tmp_path):
