@@ -34,3 +34,23 @@ def rect_problem(seed: int = 3) -> CompletionProblem:
 def tiny_problem() -> CompletionProblem:
     """5×5, rank 1, 15 observed entries, seed 0: for runs where only the code path matters."""
     return synthetic_problem(5, 5, rank=1, observed=15, seed=0)
+
+
+def reproduction_protocol(
+    size: int = 8, rank: int = 1, observed: int = 30, *, max_iters: int = 200, window: int = 100,
+    rtol: float = 1e-5, optimizers: tuple[str, ...] = ("adam", "gd"), extra_stopping: str = "",
+) -> str:
+    """A small protocol file of the reproduction scripts (experiments/table1/run.py; configs/table1.toml's
+    layout): two seeds, the ratio penalty and none at depths 1 and 3, selection runs of 100 iterations."""
+    grids = {"adam": "[1e-3, 1e-2]", "gd": "[0.5, 2.0]"}
+    return "\n".join([
+        "[problem]", f"size = {size}", f"rank = {rank}", f"observed = {observed}", 'init = "gaussian"',
+        "init_scale = 1e-3",
+        "[protocol]", "seeds = [0, 1]", "val_fraction = 0.2", 'lam = { "1" = 1e-2, "3" = 1e-4 }',
+        "[stopping]", f"max_iters = {max_iters}", f"check_every = {50 if max_iters < 1000 else 500}",
+        f"window = {window}", f"rtol = {rtol}", *([extra_stopping] if extra_stopping else []),
+        "[selection]", "max_iters = 100", "check_every = 50", "window = 50", "rtol = 1e-4",
+        "[lr_grid]", *(f"{o} = {grids[o]}" for o in optimizers),
+        "[grid]", "optimizers = [" + ", ".join(f'"{o}"' for o in optimizers) + "]", "depths = [1, 3]",
+        'penalties = ["ratio", "none"]', "",
+    ])

@@ -11,38 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from reference_problems import reproduction_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SLOW = """
-[problem]
-size = 30
-rank = 2
-observed = 300
-init = "gaussian"
-init_scale = 1e-3
-[protocol]
-seeds = [0, 1]
-val_fraction = 0.2
-lam = { "1" = 1e-2, "3" = 1e-4 }
-[stopping]
-max_iters = 400000
-check_every = 500
-window = 400000
-rtol = 0.0
-loss_floor = 0.0
-[selection]
-max_iters = 100
-check_every = 50
-window = 50
-rtol = 1e-4
-[lr_grid]
-adam = [1e-3, 1e-2]
-[grid]
-optimizers = ["adam"]
-depths = [1, 3]
-penalties = ["ratio", "none"]
-"""
+SLOW = reproduction_protocol(30, 2, 300, max_iters=400000, window=400000, rtol=0.0, optimizers=("adam",),
+                             extra_stopping="loss_floor = 0.0")
 
 
 def _alive(pid: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_problems import reproduction_protocol
 
 from flowsim.errors import BadInputError
 from flowsim.initializations import init_factors
@@ -156,35 +157,7 @@ def test_verdict_rule(paper, ours, expected):
     assert verdict(*paper, *ours) == expected
 
 
-TINY = """
-[problem]
-size = 8
-rank = 1
-observed = 30
-init = "gaussian"
-init_scale = 1e-3
-[protocol]
-seeds = [0, 1]
-val_fraction = 0.2
-lam = { "1" = 1e-2, "3" = 1e-4 }
-[stopping]
-max_iters = 200
-check_every = 50
-window = 100
-rtol = 1e-5
-[selection]
-max_iters = 100
-check_every = 50
-window = 50
-rtol = 1e-4
-[lr_grid]
-adam = [1e-3, 1e-2]
-gd = [0.5, 2.0]
-[grid]
-optimizers = ["adam", "gd"]
-depths = [1, 3]
-penalties = ["ratio", "none"]
-"""
+TINY = reproduction_protocol()
 
 
 @pytest.mark.slow
