@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(CONFIG), help="protocol file")
     p.add_argument("--variant", default=None, help="a [variants.NAME] of the protocol file (e.g. ci2h)")
     p.add_argument("--workers", type=positive_int, default=2, help="local worker processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cells on this Dask scheduler (e.g. tcp://host:8786; OUT on a shared disk)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="torch device (overrides the protocol's; cuda runs the torch engine)")
     p.add_argument("--no-cvxpy", action="store_true", help="skip the minimum-nuclear-norm baseline")
@@ -128,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     base_cells = [{"method": m, "observed": k, "seed": s} for m in methods for k in ks for s in seeds]
     try:
         with handling_signals():
-            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
+            where = {"workers": args.workers, "scheduler": args.scheduler}
+            records = run_cells(cells, cell_job, proto, out, **where)
             t_trained = time.perf_counter() - t0
-            base = (run_cells(base_cells, baseline_job, proto, out / "baselines", workers=args.workers)
+            base = (run_cells(base_cells, baseline_job, proto, out / "baselines", **where)
                     if base_cells else [])
     except KeyboardInterrupt:
         return interrupted(p.prog, out)
+    except BadInputError as exc:  # e.g. a --scheduler that cannot be reached
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except RunFailedError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED

@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(CONFIG), help="protocol file")
     p.add_argument("--variant", default=None, help="a [variants.NAME] of the protocol file (e.g. ci2h)")
     p.add_argument("--workers", type=positive_int, default=2, help="local worker processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cells on this Dask scheduler (e.g. tcp://host:8786; OUT on a shared disk)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="torch device (overrides the protocol's; cuda runs the torch engine)")
     p.add_argument("--optimizers", nargs="*", default=None, help="restrict to these optimizers")
@@ -178,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         try:
             with handling_signals():
-                run_cells(cells, cell_job, proto, out, workers=args.workers)
+                run_cells(cells, cell_job, proto, out, workers=args.workers, scheduler=args.scheduler)
         except KeyboardInterrupt:
             return interrupted(p.prog, out)
+        except BadInputError as exc:  # e.g. a --scheduler that cannot be reached
+            print(f"{p.prog}: error: {exc}", file=sys.stderr)
+            return 2
         except RunFailedError as exc:
             print(f"{p.prog}: error: {exc}", file=sys.stderr)
             return EXIT_RUN_FAILED

@@ -2,7 +2,8 @@
 
 :func:`run_cells` runs :func:`flowsim.validation.reproduce_jobs.run_jobs` on a
 :class:`~flowsim.sweep.runner.LocalBackend` (spawned workers that exit when the parent dies, torch limited to
-one thread each) when more than one worker is asked for; :func:`interrupted` is the scripts' answer to
+one thread each) when more than one worker is asked for, or on a Dask cluster
+(:class:`~flowsim.sweep.runner.DaskBackend`); :func:`interrupted` is the scripts' answer to
 SIGINT/SIGTERM: the finished cells are kept and the same command resumes.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..runs.interrupts import exit_code
 from ..validation.reproduce_jobs import run_jobs
-from .runner import LocalBackend
+from .runner import DaskBackend, LocalBackend
 
 
 def run_cells(
@@ -24,9 +25,16 @@ def run_cells(
     proto: dict[str, Any],
     out: Path,
     workers: int = 1,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``job(cell, proto)`` for every cell not yet recorded in ``out/cells/``, ``workers`` at a time."""
-    backend = LocalBackend(workers) if workers > 1 and len(cells) > 1 else None
+    """``job(cell, proto)`` for every cell not yet recorded in ``out/cells/``: ``workers`` local processes at
+    a time, or as futures on the Dask scheduler at ``scheduler`` (``out`` must be on a file system the
+    workers share; bad addresses are bad input)."""
+    backend: LocalBackend | DaskBackend | None = None
+    if scheduler is not None:
+        backend = DaskBackend(scheduler)
+    elif workers > 1 and len(cells) > 1:
+        backend = LocalBackend(workers)
     return run_jobs(cells, job, proto, out, backend=backend)
 
 

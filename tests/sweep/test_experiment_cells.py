@@ -51,3 +51,27 @@ def test_table1_script_stops_its_workers_on_a_signal(tmp_path, sig, code):
     assert kids and not [k for k in kids if _alive(k)]
     assert not (out / "results.csv").exists()  # nothing claims to be complete
     assert os.path.isdir(out / "cells")
+
+
+@pytest.mark.slow
+def test_table1_script_on_a_dask_cluster_equals_the_local_run(tmp_path):
+    """``--scheduler`` runs the cells as Dask futures: the records equal those of the serial local run."""
+    distributed = pytest.importorskip("distributed")
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("table1_run_for_dask", ROOT / "experiments/table1/run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(reproduction_protocol())
+    args = ["--config", str(cfg), "--optimizers", "adam", "--depths", "1"]
+    assert run.main(["--out", str(tmp_path / "local"), "--workers", "1", *args]) == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert run.main(["--out", str(tmp_path / "dask"), "--scheduler", address, *args]) == 0
+    for name in ("depth=1_optimizer=adam_penalty=ratio.json", "depth=1_optimizer=adam_penalty=none.json"):
+        a, b = (json.loads((tmp_path / d / "cells" / name).read_text()) for d in ("local", "dask"))
+        assert [s["test_error"] for s in a["seeds"]] == [s["test_error"] for s in b["seeds"]]
+        assert a["summary"]["lr_chosen"] == b["summary"]["lr_chosen"]
