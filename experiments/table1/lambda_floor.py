@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for (eta, lam), o in zip(pairs, res):
         W_ref, rr = subspace_refit(o.W, problem)
         ranked = rank_refit(o.W, problem)
-        rank_err = problem.test_errors(ranked.W)[0] if ranked.rank else float("nan")
+        rank_err = problem.test_errors(ranked.W)[0] if ranked.rank and ranked.well_posed else float("nan")
         s = np.linalg.svd(o.W, compute_uv=False)[:r] if np.all(np.isfinite(o.W)) else np.full(r, np.nan)
         summary.append({"eta": eta, "lam": lam, "status": o.status, "iterations": o.iterations,
                         "test_error": o.metrics["test_error"], "erank": o.metrics["erank"],
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                         "refit_rank": rr,
                         "rank_refit_test_error": rank_err,
                         "rank_refit_rank": ranked.rank, "rank_refit_sweeps": ranked.sweeps,
+                        "rank_refit_note": ranked.note,
                         "sigma_ratio_to_W_star": ";".join(f"{x:.4f}" for x in s / s_star)})
         for i, kk in enumerate(o.history["iteration"]):
             hist_rows.append({"eta": eta, "lam": lam, "iteration": kk, "objective": o.history["objective"][i],

@@ -71,10 +71,18 @@ def subspace_refit(
     return U[:, :r] @ S @ Vt[:r], r
 
 
+#: a refit larger than this many times the data's scale ‖P_Ω(M)‖_F·√(mn/|Ω|) (the estimate of ‖W*‖_F from
+#: the observed entries) is an ill-posed least-squares fit, not a completion
+ILL_POSED_NORM_FACTOR = 10.0
+
+
 @dataclass(frozen=True)
 class RankRefit:
     """The result of :func:`rank_refit`: the refitted W, its rank, the sweeps done, the root-mean-square
-    residual on Ω before and after, and whether the stopping tolerance was met."""
+    residual on Ω before and after, whether the stopping tolerance was met, and whether the refit is well
+    posed (``note`` says why not): every row and column of Ω holds at least r entries (else a row of a
+    factor is not determined) and ‖W‖_F ≤ ``ILL_POSED_NORM_FACTOR`` × the data's scale (else some row's least
+    squares rests on a few nearly dependent entries and blows up off Ω)."""
 
     W: np.ndarray
     rank: int
@@ -82,6 +90,8 @@ class RankRefit:
     train_rmse_start: float
     train_rmse: float
     converged: bool
+    well_posed: bool = True
+    note: str = ""
 
 
 def _row_least_squares(mask: np.ndarray, target: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -107,7 +117,8 @@ def rank_refit(
 
     each a set of independent r-dimensional least-squares problems (one per row of X, one per row of Y),
     started from X = U_r S_r^{1/2}, Y = V_r S_r^{1/2} of the learned W. A sweep never increases the residual;
-    the sweeps stop when the relative change of W in one sweep is ≤ ``tol`` or after ``max_sweeps``."""
+    the sweeps stop when the relative change of W in one sweep is ≤ ``tol`` or after ``max_sweeps``. Whether
+    the result is a completion or an ill-posed fit is in ``well_posed`` (:class:`RankRefit`)."""
     if not np.all(np.isfinite(W)):
         return RankRefit(np.full_like(W, np.nan), 0, 0, float("nan"), float("nan"), False)
     U, s, Vt = np.linalg.svd(W, full_matrices=False)
@@ -130,4 +141,12 @@ def rank_refit(
         W_new = X @ Y.T
         converged = bool(np.linalg.norm(W_new - W_prev) <= tol * max(float(np.linalg.norm(W_new)), 1e-300))
         W_prev, sweeps = W_new, sweeps + 1
-    return RankRefit(W_prev, r, sweeps, start, rmse(W_prev), converged)
+    few = min(int(problem.mask.sum(axis=1).min()), int(problem.mask.sum(axis=0).min()))
+    scale = float(np.linalg.norm(target)) * np.sqrt(mask.size / k)
+    note = ""
+    if few < r:
+        note = f"a row or column of Ω has {few} < r = {r} entries"
+    elif not np.isfinite(W_prev).all() or np.linalg.norm(W_prev) > ILL_POSED_NORM_FACTOR * scale:
+        note = (f"‖W‖_F = {np.linalg.norm(W_prev):.3g} > {ILL_POSED_NORM_FACTOR:g} × the data's scale "
+                f"{scale:.3g}")
+    return RankRefit(W_prev, r, sweeps, start, rmse(W_prev), converged, not note, note)

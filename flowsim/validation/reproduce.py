@@ -250,6 +250,7 @@ class SeedResult:
     wall_time_s: float
     rank_refit_test_error: float = math.nan
     rank_refit_rank: int = 0
+    rank_refit_note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -322,11 +323,11 @@ def reproduce_cell(
         W_ref, r = subspace_refit(o.W, problems[s])
         ref_err = problems[s].test_errors(W_ref)[0] if r else float("nan")
         ranked = rank_refit(o.W, problems[s])
-        rank_err = problems[s].test_errors(ranked.W)[0] if ranked.rank else float("nan")
+        rank_err = problems[s].test_errors(ranked.W)[0] if ranked.rank and ranked.well_posed else math.nan
         te = o.metrics["test_error"] if o.status != "diverged" else math.inf
         out.append(SeedResult(int(seeds[s]), chosen[s], tables[s], o.status, o.message, o.iterations,
                               te, o.metrics["test_rmse"], o.metrics["erank"], ref_err, r, wall, rank_err,
-                              ranked.rank))
+                              ranked.rank, ranked.note))
     return out
 
 

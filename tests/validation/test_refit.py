@@ -86,3 +86,17 @@ def test_summary_of_records_without_the_rank_refit_has_nan():
     assert math.isnan(old["rank_refit_err_mean"])
     assert new["rank_refit_err_mean"] == pytest.approx(2e-9)
     assert (new["rank_refit_err_min"], new["rank_refit_err_max"]) == (1e-9, 3e-9)
+
+
+def test_an_undetermined_or_exploding_refit_is_not_well_posed():
+    """Where Ω does not determine a rank-r fit the least squares blows up off Ω (an independent measure: the
+    test error, 1e2–1e6 here); the refit says so instead of passing for a completion."""
+    rng = np.random.default_rng(0)
+    for k, r, why in ((500, 1, "entries"), (1000, 2, "scale")):
+        p = synthetic_problem(100, 100, 5, k, 0)
+        res = rank_refit(p.W_star + 0.3 * rng.standard_normal((100, 100)), p, rank=r)
+        assert not res.well_posed and why in res.note
+        assert p.test_errors(res.W)[0] > 100
+    p = synthetic_problem(100, 100, 5, 2000, 0)
+    res = rank_refit(p.W_star + 0.3 * rng.standard_normal((100, 100)), p, rank=5)
+    assert res.well_posed and res.note == "" and p.test_errors(res.W)[0] < 1e-9
