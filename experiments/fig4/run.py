@@ -8,8 +8,8 @@ paper's size (configs/fig4.toml), with bands over seeds.
 
 Methods: depth 1 + Adam + ratio penalty and depth 3 + GD, each at the η chosen per seed and k on 10 % of
 the observed entries (:func:`flowsim.validation.reproduce.reproduce_cell`, the stopping rule of the
-protocol); the minimum-nuclear-norm completion (cvxpy + SCS, ``flowsim[baselines]``; skipped with a note
-without cvxpy) and SoftImpute with λ chosen on 10 % of the observed entries (experiments/sample_size.py). The
+protocol); the minimum-nuclear-norm completion (ADMM, :func:`flowsim.validation.baselines.min_nuclear_norm`)
+and SoftImpute with λ chosen on 10 % of the observed entries (experiments/sample_size.py). The
 same seed gives the same W* and Ω for every method.
 
 Writes into OUT: ``cells/*.json`` (trained methods, resumable), ``baselines/*.json``, ``results.csv`` (one
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the cells on this Dask scheduler (e.g. tcp://host:8786; OUT on a shared disk)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="torch device (overrides the protocol's; cuda runs the torch engine)")
-    p.add_argument("--no-cvxpy", action="store_true", help="skip the minimum-nuclear-norm baseline")
+    p.add_argument("--no-min-nuclear-norm", "--no-cvxpy", dest="no_cvxpy", action="store_true",
+                   help="skip the minimum-nuclear-norm baseline")
     p.add_argument("--replot", action="store_true", help="only redo aggregate.csv and fig4.png")
     args = p.parse_args(argv)
     try:
@@ -141,10 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     cells = [{"optimizer": o, "depth": int(d), "penalty": pen, "observed": k}
              for o, d, pen in f4["trained"] for k in ks]
     methods = [m for m in f4.get("baselines", []) if not (args.no_cvxpy and m == "min-nuclear-norm")]
-    if "min-nuclear-norm" in methods and importlib.util.find_spec("cvxpy") is None:
-        print("cvxpy is not installed: the minimum-nuclear-norm baseline is skipped "
-              "(pip install 'flowsim[baselines]')", file=sys.stderr)
-        methods.remove("min-nuclear-norm")
     t0 = time.perf_counter()
     base_cells = [{"method": m, "observed": k, "seed": s} for m in methods for k in ks for s in seeds]
     try:
