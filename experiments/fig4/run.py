@@ -60,12 +60,12 @@ def _refit_shown(seed: dict, cell: dict, proto: dict) -> bool:
     if "rank_refit_note" in seed:
         return not seed["rank_refit_note"]
     from flowsim.problems import synthetic_problem
+    from flowsim.validation.refit import fewest_entries_per_line
 
     pb = proto["problem"]
     mask = synthetic_problem(int(pb["size"]), int(pb["size"]), int(pb["rank"]), int(cell["observed"]),
                              int(seed["seed"])).mask
-    few = min(int(mask.sum(axis=1).min()), int(mask.sum(axis=0).min()))
-    return few >= int(seed.get("rank_refit_rank", 0)) > 0
+    return fewest_entries_per_line(mask) >= int(seed.get("rank_refit_rank", 0)) > 0
 
 
 def trained_rows(records: list[dict], proto: dict) -> list[dict]:
@@ -97,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     import csv
 
     from flowsim.cli.common import make_parser, positive_int
-    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
+    from flowsim.errors import BadInputError
     from flowsim.io import atomic_write_csv, atomic_write_json, command_line, package_versions
-    from flowsim.runs.interrupts import handling_signals
-    from flowsim.sweep.experiments import interrupted, run_cells
+    from flowsim.sweep.experiments import run_cells, run_guarded
     from flowsim.validation.reproduce_jobs import cell_job, experiment_dir, load_protocol
 
     p = make_parser("python experiments/fig4/run.py", "Zhao22 Fig. 4 at the paper's size.")
@@ -144,21 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in f4.get("baselines", []) if not (args.no_cvxpy and m == "min-nuclear-norm")]
     t0 = time.perf_counter()
     base_cells = [{"method": m, "observed": k, "seed": s} for m in methods for k in ks for s in seeds]
-    try:
-        with handling_signals():
-            where = {"workers": args.workers, "scheduler": args.scheduler}
-            records = run_cells(cells, cell_job, proto, out, **where)
-            t_trained = time.perf_counter() - t0
-            base = (run_cells(base_cells, baseline_job, proto, out / "baselines", **where)
-                    if base_cells else [])
-    except KeyboardInterrupt:
-        return interrupted(p.prog, out)
-    except BadInputError as exc:  # e.g. a --scheduler that cannot be reached
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except RunFailedError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    where = {"workers": args.workers, "scheduler": args.scheduler}
+
+    def work() -> tuple[list, float, list]:
+        trained = run_cells(cells, cell_job, proto, out, **where)
+        t = time.perf_counter() - t0
+        return trained, t, (run_cells(base_cells, baseline_job, proto, out / "baselines", **where)
+                            if base_cells else [])
+
+    done, code = run_guarded(p.prog, out, work)
+    if done is None:
+        return code
+    records, t_trained, base = done
     t_base = time.perf_counter() - t0 - t_trained
     rows = trained_rows(records, proto) + [b["row"] for b in base]
     atomic_write_csv(out / "results.csv", rows)

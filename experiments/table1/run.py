@@ -116,7 +116,7 @@ def estimate(proto: dict, cells: list[dict], workers: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from flowsim.cli.common import make_parser, positive_int
-    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
+    from flowsim.errors import BadInputError
     from flowsim.io import (
         atomic_write_bytes,
         atomic_write_csv,
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         package_versions,
         read_json,
     )
-    from flowsim.runs.interrupts import handling_signals
-    from flowsim.sweep.experiments import interrupted, run_cells
+    from flowsim.sweep.experiments import run_cells, run_guarded
     from flowsim.validation.reproduce import StoppingRule
     from flowsim.validation.reproduce_jobs import (
         cell_id,
@@ -178,17 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     if not args.report:
-        try:
-            with handling_signals():
-                run_cells(cells, cell_job, proto, out, workers=args.workers, scheduler=args.scheduler)
-        except KeyboardInterrupt:
-            return interrupted(p.prog, out)
-        except BadInputError as exc:  # e.g. a --scheduler that cannot be reached
-            print(f"{p.prog}: error: {exc}", file=sys.stderr)
-            return 2
-        except RunFailedError as exc:
-            print(f"{p.prog}: error: {exc}", file=sys.stderr)
-            return EXIT_RUN_FAILED
+        _, code = run_guarded(p.prog, out, lambda: run_cells(cells, cell_job, proto, out,
+                                                             workers=args.workers, scheduler=args.scheduler))
+        if code:
+            return code
     wall = time.perf_counter() - t0
     # the tables cover every cell of the grid recorded in OUT (restricted runs add up in one folder)
     grid = cells_of(proto)

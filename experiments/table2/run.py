@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         positive_int,
         size_arg,
     )
-    from flowsim.errors import EXIT_RUN_FAILED, BadInputError, RunFailedError
+    from flowsim.errors import BadInputError
     from flowsim.io import (
         atomic_write_bytes,
         atomic_write_csv,
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         package_versions,
     )
     from flowsim.ratings import load_ratings, top_block, write_synthetic_ratings
-    from flowsim.runs.interrupts import handling_signals
-    from flowsim.sweep.experiments import interrupted, run_cells
+    from flowsim.sweep.experiments import run_cells, run_guarded
     from flowsim.validation.reproduce_jobs import cell_job, experiment_dir
 
     p = make_parser("python experiments/table2/run.py", "Zhao22 Table 2 on a ratings file.")
@@ -119,14 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     proto = protocol(args)
     cells = [{"optimizer": o, "depth": 1, "penalty": pen} for o, pen in ROWS]
     t0 = time.perf_counter()
-    try:
-        with handling_signals():
-            records = run_cells(cells, cell_job, proto, out, workers=args.workers)
-    except KeyboardInterrupt:
-        return interrupted(p.prog, out)
-    except RunFailedError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    records, code = run_guarded(p.prog, out, lambda: run_cells(cells, cell_job, proto, out,
+                                                               workers=args.workers))
+    if records is None:
+        return code
     wall = time.perf_counter() - t0
     rows = [{**rec["cell"], "lam": rec["lam"], **rec["summary"], "wall_time_s": rec["wall_time_s"]}
             for rec in records]

@@ -47,6 +47,11 @@ def identifiable_rank_cap(problem: CompletionProblem) -> int:
     return max(r for r in range(1, min(m, n) + 1) if r * (m + n - r) <= max(problem.n_observed, m + n - 1))
 
 
+def fewest_entries_per_line(mask: np.ndarray) -> int:
+    """The fewest observed entries in any row or column of Ω (a rank-r refit needs ≥ r in each)."""
+    return min(int(mask.sum(axis=1).min()), int(mask.sum(axis=0).min()))
+
+
 def _refit_rank(s: np.ndarray, problem: CompletionProblem, rank: int | None) -> int:
     cap = identifiable_rank_cap(problem)
     return min(gap_rank(s, cap) if rank is None else int(rank), cap)
@@ -141,7 +146,7 @@ def rank_refit(
         W_new = X @ Y.T
         converged = bool(np.linalg.norm(W_new - W_prev) <= tol * max(float(np.linalg.norm(W_new)), 1e-300))
         W_prev, sweeps = W_new, sweeps + 1
-    few = min(int(problem.mask.sum(axis=1).min()), int(problem.mask.sum(axis=0).min()))
+    few = fewest_entries_per_line(problem.mask)
     scale = float(np.linalg.norm(target)) * np.sqrt(mask.size / k)
     note = ""
     if few < r:
