@@ -91,9 +91,9 @@ class Penalty:
         """R(W)."""
         return self.value_from_sv(np.linalg.svd(W, compute_uv=False))
 
-    def grad(self, W: np.ndarray) -> np.ndarray:
-        """∇R(W) = U diag(g(σ)) Vᵀ (thin SVD)."""
-        U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    def grad(self, W: np.ndarray, svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """∇R(W) = U diag(g(σ)) Vᵀ (thin SVD; ``svd`` = a thin SVD of W already at hand)."""
+        U, s, Vt = np.linalg.svd(W, full_matrices=False) if svd is None else svd
         return (U * self.spectral_grad(s, W.shape)) @ Vt
 
     def spec(self) -> str:

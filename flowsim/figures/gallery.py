@@ -16,10 +16,14 @@ Horizons and integration budgets (why the runs look as they do):
   (:func:`flowsim.integrator.solve_with_arrival`) continues the stiff part with Radau and the analytic
   Jacobian (small states) or RK45 at its stability limit (100×100: ~20 000 steps), and holds the state once
   the arrival is complete. The plots mark with × where a run stopped before its horizon.
-* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (docs/math.md §3) does not vanish as a
-  singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
-  flow slides along σ_i = 0 (a subgradient/Filippov solution) where an explicit solver chatters. These runs
-  use RK45 at rtol 1e-5, atol 1e-7 and a budget of 2000 steps, marked × where they stop.
+* at depth N = 1 the ratio penalty's gradient UVᵀ/‖W‖_F − ‖W‖_*W/‖W‖_F³ (docs/math.md §3) does not vanish as
+  a singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
+  flow slides along σ_i = 0. Gradient flow there is the Filippov flow of docs/math.md §9 (rank-changing
+  events, DOP853 at rtol 1e-7, run to t = 10⁴). ``adam-sign`` (figure 3's Adam row, the fixed-β limit of
+  Adam) slides at one zero singular value by the moment-averaged rule (docs/math.md §8.7) and stops where a
+  second one arrives (no validated rule); at 100×100 it is moreover stiff from t ≈ 4e-5 on (the ratio
+  penalty's gradient scales as λ/‖W‖_F at the small initialization) with no dense Jacobian, so its explicit
+  solver has a budget of 2000 RK45 steps (rtol 1e-5, atol 1e-7), marked × where it stops.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class Setting:
     adam_t_end: float = 1.0
     depth1_adam_t_end: float = 3.0
     n_save_budgeted: int = 80
-    step_budget: int = 40000  # Adam runs, depth ≥ 2: paper N = 3 without penalty needs 20 316 steps
+    step_budget: int = 150000  # Adam runs, depth ≥ 2: paper N = 3 without penalty needs 20 316 steps,
+    # N = 2 more than 40 000 (its arrival at ℓ = 0 is slower)
     depth1_step_budget: int = 2000
     budget_rtol: float = 1e-5
     razin_t_end: float = 1e7
@@ -89,7 +94,7 @@ def sim_job(s: Setting, flow: str, depth: int, lam: float) -> Job:
         "penalty": "ratio" if lam > 0 else "none", "lam": float(lam), "init": "balanced-gaussian",
         "init_scale": s.init_scale, "init_seed": 0,
     }
-    budgeted = flow != "gf" or (depth == 1 and lam > 0)
+    budgeted = flow != "gf"  # gf at depth 1 with the ratio penalty is the Filippov flow, run to its horizon
     if flow == "gf":
         spec.update(model="end-product", t_end=s.gf_t_end)
     else:
@@ -247,16 +252,17 @@ def draw_zhao22(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -> list
 # ---- figure 3: depth 1 with the ratio penalty over λ -----------------------------------------------------
 
 def jobs_depth1_ratio(s: Setting) -> list[Job]:
-    """Depth 1, gf and adam-layer, ratio penalty at each λ of ``depth1_lams``."""
-    return [sim_job(s, flow, 1, lam) for flow in ("gf", "adam-layer") for lam in s.depth1_lams]
+    """Depth 1, gf and adam-sign (the fixed-β limit of Adam), ratio penalty at each λ of ``depth1_lams``."""
+    return [sim_job(s, flow, 1, lam) for flow in ("gf", "adam-sign") for lam in s.depth1_lams]
 
 
 def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -> list[Path]:
-    """Rows gf / adam-layer; columns test error(t), erank(t), final spectrum σ_i; one colour per λ."""
+    """Rows gf / adam-sign; columns test error(t), erank(t), final spectrum σ_i; one colour per λ."""
     plt = style.pyplot()
     colors = style.lam_colors(s.depth1_lams)
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.4), constrained_layout=True)
-    for row, (flow, name) in enumerate((("gf", "gradient flow"), ("adam-layer", "Adam flow (adam-layer)"))):
+    any_stop = False
+    for row, (flow, name) in enumerate((("gf", "gradient flow"), ("adam-sign", "Adam's limit (adam-sign)"))):
         ax_te, ax_er, ax_sp = axes[row]
         for ax in (ax_te, ax_er):
             ax.set(xscale="log", yscale="log")
@@ -265,6 +271,7 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
             traj, _ = load(dirs, sim_job(s, flow, 1, lam))
             c = colors[lam]
             stop = _stopped(traj)
+            any_stop |= stop
             label = "λ = 0" if lam == 0 else f"λ = {lam:g}"
             if stop:
                 label += f" (stopped at t = {traj.t[-1]:.2g})"
@@ -282,9 +289,9 @@ def draw_depth1_ratio(dirs: dict[str, Path], s: Setting, out: Path, pdf: bool) -
         for ax in (ax_te, ax_er):
             ax.set_xlabel("t (flow time)" if flow == "gf" else "t = kη (flow time)")
     p = s.problem
+    note = "\n×: the run stopped before its horizon (why: docs/gallery.md)" if any_stop else ""
     fig.suptitle(rf"Depth N = 1 with the ratio penalty $\lambda\|W\|_*/\|W\|_F$ ({p['m']}×{p['n']}, "
-                 f"rank {p['rank']}, {p['observed']} observed)\n×: the solver stopped at its step budget "
-                 "where σᵢ → 0 makes the penalized field non-smooth (see docs/gallery.md)", fontsize=11)
+                 f"rank {p['rank']}, {p['observed']} observed){note}", fontsize=11)
     return style.save(fig, out, "fig3_depth1_ratio", pdf)
 
 

@@ -30,6 +30,17 @@ from ..errors import BadInputError, check_positive
 from ..factors import end_product
 from ..penalties import Penalty, RatioPenalty
 from ..problems import CompletionProblem
+from .adam_sliding import (
+    NullBlock,
+    kink_margin,
+    kink_supported,
+    null_block,
+    sign_rule,
+    sliding_control,
+    sliding_pieces,
+    sliding_velocity,
+    variance_rule,
+)
 from .base import ArrivalFlow, EndProductStateFlow
 from .gradient import layer_gradients, total_gradient
 from .layer_state import LayerStateFlow
@@ -37,6 +48,7 @@ from .printed import CONVENTIONS, signed_balanced_factors, theorem1_velocity, th
 from .variance import variance_adapted_layer_velocity
 
 DEFAULT_ADAM_EPS = 1e-8
+KINK_FD_STEP = 1e-7
 
 
 def _check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
@@ -65,11 +77,59 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         super().__init__(problem, depth, penalty, lam)
         _check_adam(1.0, 0.0, 0.0, eps)
         self.eps = float(eps)
+        self.kink_stats: dict[str, int] = {"evaluations": 0}
+
+    #: the averaged field at the kink of a nuclear-type penalty (:mod:`flowsim.flows.adam_sliding`)
+    kink_rule = staticmethod(variance_rule)
 
     def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
         factors = self.layer_factors(y)
-        G = total_gradient(end_product(factors), self.problem, self.penalty, self.lam)
+        W = end_product(factors)
+        svd = None
+        if self.lam and self.penalty.sticks_at_zero:  # one SVD for the kink test and the penalty's gradient
+            svd = np.linalg.svd(W, full_matrices=False)
+            block = null_block(W, self.penalty, self.lam, svd=svd)
+            if block is not None and kink_supported(block):
+                return self.kink_velocity(factors, W, block)
+        return self.smooth_velocity(factors, W, svd)
+
+    def smooth_velocity(self, factors: list[np.ndarray], W: np.ndarray,
+                        svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The packed field away from the kink (every σ_i(W) > 0 or a penalty smooth at σ = 0); beyond a
+        1×1 null block, where no rule is validated, the penalty's gradient field (the driver stops there)."""
+        G = total_gradient(W, self.problem, self.penalty, self.lam, svd)
         return np.concatenate([v.ravel() for v in variance_adapted_layer_velocity(factors, G, self.eps)])
+
+    def kink_velocity(self, factors: list[np.ndarray], W: np.ndarray, block: NullBlock) -> np.ndarray:
+        """The packed field where σ_min(W) = 0 (``block``, 1×1): the moment-averaged sliding rule of
+        :mod:`flowsim.flows.adam_sliding` (``docs/math.md``, "Adam-type flows at the kink"). A larger null
+        block has no validated rule: the driver ends the run at the accepted step that reaches it
+        (``kink_margin``); a trial state of the solver beyond that point gets the penalty's gradient field
+        (:meth:`__call__`)."""
+        pieces = sliding_pieces(factors, self.problem.grad(W), self.penalty, self.lam, block)
+        mu, what = sliding_control(pieces, self.kink_rule, self.eps)
+        self.kink_stats["evaluations"] += 1
+        self.kink_stats[what] = self.kink_stats.get(what, 0) + 1
+        return np.concatenate([v.ravel() for v in sliding_velocity(pieces, mu, self.kink_rule, self.eps)])
+
+    def kink_events(self) -> list:
+        """The terminal event of the driver: a second singular value of W reaches the kink (or one of a
+        non-square W), where the moment-averaged rule is not validated (``kink_margin``). None without a
+        nuclear-type penalty."""
+        if not (self.lam and self.penalty.sticks_at_zero):
+            return []
+
+        def null_block_grows(t: float, y: np.ndarray) -> float:
+            return kink_margin(self.end_product(y))
+
+        null_block_grows.terminal = True  # type: ignore[attr-defined]
+        null_block_grows.direction = -1  # type: ignore[attr-defined]
+        return [null_block_grows]
+
+    def null_rank(self, y: np.ndarray) -> int:
+        """How many singular values of W are at the kink (0 when the field is the smooth one)."""
+        block = null_block(self.end_product(y), self.penalty, self.lam)
+        return 0 if block is None else int(min(block.shape))
 
     def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """∂Ẇ_j/∂g_j of the field −S_j ⊙ g_j per layer as (d, u, w): ``diag(d) + u wᵀ`` (docs/math.md §8.2).
@@ -88,6 +148,9 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         (:meth:`field_derivative`) times the Hessian of ℓ + λR in the layer coordinates
         (:meth:`~flowsim.flows.layer_state.LayerStateFlow.objective_hessian`). For the implicit phase of the
         finite-time arrival on small states (``docs/math.md``, "Finite-time arrival")."""
+        kink = self.kink_jacobian(y)
+        if kink is not None:
+            return kink
         H = self.objective_hessian(y)
         g = self.arrival_gradient(y)
         J = np.empty_like(H)
@@ -98,8 +161,34 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             J[int(lo):int(hi)] = d[:, None] * rows + np.outer(u, w @ rows)
         return J
 
+    def kink_jacobian(self, y: np.ndarray) -> np.ndarray | None:
+        """At the kink, the Jacobian of the sliding field by forward differences with the null dimension of
+        y held fixed (the field of a fixed null dimension is smooth in y; the Hessian of the penalty is not
+        defined there); None away from the kink."""
+        factors = self.layer_factors(y)
+        W = end_product(factors)
+        block = null_block(W, self.penalty, self.lam)
+        if block is None or not kink_supported(block):
+            return None
+        rank = int(block.s_r.size)
+        f0 = self.kink_velocity(factors, W, block)
+        assert self.packer is not None
+        P = self.packer.size
+        J = np.zeros((y.size, y.size))
+        for i in range(P):
+            h = KINK_FD_STEP * max(1.0, abs(float(y[i])))
+            yi = np.array(y, dtype=float)
+            yi[i] += h
+            Fi = self.layer_factors(yi)
+            Wi = end_product(Fi)
+            bi = null_block(Wi, self.penalty, self.lam, rank=rank)
+            assert bi is not None
+            J[:P, i] = (self.kink_velocity(Fi, Wi, bi) - f0) / h
+        return J
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "eps": self.eps}
+        return {**super().describe(), "eps": self.eps, "kink_rule": "moment-averaged sliding at σ_i(W) = 0"
+                if self.penalty.sticks_at_zero and self.lam else "none (smooth penalty)"}
 
 
 def sign_velocity(g: np.ndarray, eps: float) -> np.ndarray:
@@ -120,9 +209,12 @@ class AdamSignFlow(AdamLayerFlow):
     """
 
     name = "adam-sign"
+    kink_rule = staticmethod(sign_rule)
 
-    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        return sign_velocity(self.arrival_gradient(y), self.eps)
+    def smooth_velocity(self, factors: list[np.ndarray], W: np.ndarray,
+                        svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        G = total_gradient(W, self.problem, self.penalty, self.lam, svd)
+        return sign_velocity(np.concatenate([g.ravel() for g in layer_gradients(factors, G)]), self.eps)
 
     def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """∂Ẇ/∂g of −g/(|g| + ε): diagonal, −ε/(|g| + ε)² (no rank-one part; one block for all layers)."""
@@ -130,6 +222,9 @@ class AdamSignFlow(AdamLayerFlow):
 
     def jac(self, t: float, y: np.ndarray) -> np.ndarray:
         """The dense Jacobian −diag(ε/(|g| + ε)²)·∂g/∂y (``docs/math.md``, "The fixed-β limit")."""
+        kink = self.kink_jacobian(y)
+        if kink is not None:
+            return kink
         ((d, _, _),) = self.field_derivative(self.arrival_gradient(y))
         return d[:, None] * self.objective_hessian(y)
 

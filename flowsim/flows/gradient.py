@@ -88,12 +88,13 @@ def end_product_velocity(
 
 
 def total_gradient(
-    W: np.ndarray, problem: CompletionProblem, penalty: Penalty | None = None, lam: float = 0.0
+    W: np.ndarray, problem: CompletionProblem, penalty: Penalty | None = None, lam: float = 0.0,
+    svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """G = ∇ℓ(W) + λ∇R(W) (docs/math.md §4)."""
+    """G = ∇ℓ(W) + λ∇R(W) (docs/math.md §4); ``svd`` = a thin SVD of W already at hand."""
     G = problem.grad(W)
     if penalty is not None and lam != 0.0 and not penalty.is_zero:
-        G = G + lam * penalty.grad(W)
+        G = G + lam * penalty.grad(W, svd)
     return G
 
 

@@ -92,6 +92,11 @@ def solve_with_arrival(
     t0, t_end = float(t_eval[0]), float(t_eval[-1])
     # a flow's ``jac`` is dense (size² entries): above the limit no Jacobian is formed
     jac = getattr(flow, "jac", None) if np.size(y0) <= DENSE_JACOBIAN_MAX_DIM else None
+    kink_events = list(getattr(flow, "kink_events", list)())
+    if kink_events and min(ev(t0, np.asarray(y0)) for ev in kink_events) <= 0:
+        return _unsupported_kink(flow, t0, y0, t_eval)
+    if kink_events:
+        integrate_kwargs = {**integrate_kwargs, "events": kink_events}
     start = time.perf_counter()
     explicit = method not in IMPLICIT_SOLVERS
     stall = STALL_FRACTION * (t_end - t0)
@@ -102,7 +107,7 @@ def solve_with_arrival(
                                      "steps": first.nsteps, "nfev": first.nfev, "ended": first.status}]
     first.extra.update(phases=phases, events=[])
     if first.status not in ("stalled", "stiff"):
-        return first
+        return _with_kink_report(flow, first)
     t_arr, y_arr = first.t_last, first.y_last
     assert y_arr is not None
     eps = float(getattr(flow, "eps", 0.0))
@@ -179,10 +184,47 @@ def solve_with_arrival(
                    f"gradient entries at 0), continued with {method2}{held}")
     else:
         message = f"{message} (phase 2, {method2} from t={t_arr:.6g}: {reason})"
-    return IntegrationResult(
+    return _with_kink_report(flow, IntegrationResult(
         t=np.concatenate(ts), y=np.concatenate(ys), status=status, message=message, t_last=t_cur,
         nfev=first.nfev + nfev, njev=first.njev + njev, nlu=first.nlu + nlu, nsteps=first.nsteps + steps2,
         method=method, rtol=first.rtol, atol=first.atol, wall_time_s=time.perf_counter() - start,
         extra={"phases": phases, "events": events}, t_events=t_events, y_events=y_events,
         event_index=event_index, y_last=y_cur,
+    ))
+
+
+KINK_STOP = ("no validated sliding rule for the Adam-type flows at a null block larger than 1×1 "
+             "(docs/math.md, \"Adam-type flows at the kink of a spectral penalty\")")
+
+
+def _unsupported_kink(flow: ArrivalFlow, t0: float, y0: np.ndarray, t_eval: np.ndarray) -> IntegrationResult:
+    """The result of a run that starts where the moment-averaged rule does not apply."""
+    y0 = np.asarray(y0, dtype=float)
+    return IntegrationResult(
+        t=t_eval[:1], y=y0[None, :], status="failed", t_last=t0, y_last=y0, nfev=0, njev=0, nlu=0, nsteps=0,
+        message=f"W has two zero singular values (or one of a non-square W) at t={t0:.6g}: {KINK_STOP}",
+        method="none", rtol=0.0, atol=0.0, wall_time_s=0.0, extra={"phases": [], "events": []},
     )
+
+
+def _with_kink_report(flow: ArrivalFlow, res: IntegrationResult) -> IntegrationResult:
+    """Record the visits to the kink of a nuclear-type penalty (``extra["kink"]``: the rule's counts and the
+    saved times at which W had a zero singular value) and turn the driver's terminal event — a second
+    singular value reaching the kink — into status ``failed`` with the reason."""
+    stats = getattr(flow, "kink_stats", None)
+    null_rank = getattr(flow, "null_rank", None)
+    if stats is None or null_rank is None or not list(getattr(flow, "kink_events", list)()):
+        return res
+    at_kink = [float(t) for t, y in zip(res.t, res.y) if null_rank(y) > 0]
+    res.extra["kink"] = {"rule": "moment-averaged sliding (1×1 null block)", **stats,
+                         "first_saved_time_at_kink": at_kink[0] if at_kink else None,
+                         "saved_times_at_kink": len(at_kink)}
+    if at_kink and res.status == "ok":
+        res.message += (f"; a singular value of W at the kink of the penalty from t≈{at_kink[0]:.4g} "
+                        "(saved times), moment-averaged sliding rule")
+    if res.status == "event":
+        res.status = "failed"
+        res.message = (f"a second singular value of W reached the kink of the penalty at t={res.t_last:.6g}: "
+                       f"{KINK_STOP}")
+        res.extra.setdefault("events", []).append({"kind": "kink-null-block-grows", "t": res.t_last})
+    return res
