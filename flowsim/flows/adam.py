@@ -31,10 +31,12 @@ from ..factors import end_product
 from ..penalties import Penalty, RatioPenalty
 from ..problems import CompletionProblem
 from .adam_sliding import (
+    DRIFT_RATE,
     NullBlock,
     kink_margin,
     kink_supported,
     null_block,
+    null_velocity,
     sign_rule,
     sliding_control,
     sliding_pieces,
@@ -48,6 +50,7 @@ from .printed import CONVENTIONS, signed_balanced_factors, theorem1_velocity, th
 from .variance import variance_adapted_layer_velocity
 
 DEFAULT_ADAM_EPS = 1e-8
+#: relative forward-difference step of the sliding field's Jacobian (`AdamLayerFlow.kink_jacobian`)
 KINK_FD_STEP = 1e-7
 
 
@@ -162,19 +165,36 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         return J
 
     def kink_jacobian(self, y: np.ndarray) -> np.ndarray | None:
-        """At the kink, the Jacobian of the sliding field by forward differences with the null dimension of
-        y held fixed (the field of a fixed null dimension is smooth in y; the Hessian of the penalty is not
-        defined there); None away from the kink."""
+        """At the kink, the Jacobian of the sliding field, None away from it. The field is f(y, μ(y)) with μ
+        the root of the sliding condition F(y, μ) = 0, so J = ∂f/∂y − (∂f/∂μ)(∂F/∂y)ᵀ/(∂F/∂μ) (implicit
+        function theorem; only ∂f/∂y where μ = ±1 is fixed): ∂/∂y by forward differences at fixed μ and with
+        the null dimension of y held fixed (a smooth function of y there; the penalty's Hessian is not defined
+        at the kink, and differencing through the root solve would add its tolerance / h), ∂/∂μ by central
+        differences."""
         factors = self.layer_factors(y)
         W = end_product(factors)
         block = null_block(W, self.penalty, self.lam)
         if block is None or not kink_supported(block):
             return None
-        rank = int(block.s_r.size)
-        f0 = self.kink_velocity(factors, W, block)
+        rank, rule, eps = int(block.s_r.size), self.kink_rule, self.eps
+
+        def pieces_at(Fs: list[np.ndarray], Wx: np.ndarray, bx: NullBlock):
+            return sliding_pieces(Fs, self.problem.grad(Wx), self.penalty, self.lam, bx)
+
+        def field(p, m: float) -> np.ndarray:
+            return np.concatenate([v.ravel() for v in sliding_velocity(p, m, rule, eps)])
+
+        pieces = pieces_at(factors, W, block)
+
+        def rate(p, m: float) -> float:
+            return null_velocity(p, m, rule, eps) - pieces.target
+
+        mu, what = sliding_control(pieces, rule, eps)
+        f0, F0 = field(pieces, mu), rate(pieces, mu)
         assert self.packer is not None
         P = self.packer.size
-        J = np.zeros((y.size, y.size))
+        f_y = np.zeros((P, P))
+        F_y = np.zeros(P)
         for i in range(P):
             h = KINK_FD_STEP * max(1.0, abs(float(y[i])))
             yi = np.array(y, dtype=float)
@@ -183,7 +203,20 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             Wi = end_product(Fi)
             bi = null_block(Wi, self.penalty, self.lam, rank=rank)
             assert bi is not None
-            J[:P, i] = (self.kink_velocity(Fi, Wi, bi) - f0) / h
+            pi = pieces_at(Fi, Wi, bi)
+            # at σ_min ≈ 0 the SVD may flip u₀ or v₀ alone; μ is the mean sign of u₀v₀ᵀ, so follow the flip,
+            # and the drift target −DRIFT_RATE·u₀ᵀWv₀ is linear in the signed null block of the frame at y
+            flip = float(np.sign((bi.U0[:, 0] @ block.U0[:, 0]) * (bi.V0[:, 0] @ block.V0[:, 0])))
+            target = -DRIFT_RATE * float(block.U0[:, 0] @ Wi @ block.V0[:, 0])
+            f_y[:, i] = (field(pi, flip * mu) - f0) / h
+            F_y[i] = (flip * null_velocity(pi, flip * mu, rule, eps) - target - F0) / h
+        if what == "slides":
+            d = min(1e-6, 0.5 * (1.0 - abs(mu)))
+            f_mu = (field(pieces, mu + d) - field(pieces, mu - d)) / (2 * d)
+            F_mu = (rate(pieces, mu + d) - rate(pieces, mu - d)) / (2 * d)
+            f_y -= np.outer(f_mu, F_y / F_mu)
+        J = np.zeros((y.size, y.size))
+        J[:P, :P] = f_y
         return J
 
     def describe(self) -> dict[str, Any]:

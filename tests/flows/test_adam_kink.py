@@ -25,6 +25,7 @@ from flowsim.flows.adam_sliding import (
     sign_rule,
     sliding_control,
     sliding_pieces,
+    sliding_velocity,
     variance_rule,
 )
 from flowsim.flows.gradient import layer_gradients, total_gradient
@@ -108,6 +109,34 @@ def test_sliding_rule_keeps_the_null_block_at_zero(flow_name, rule, depth):
         lo, hi = (mid, hi) if null_rate(mid) > 0 else (lo, mid)
     mu, what = sliding_control(sliding_pieces(factors, prob.grad(W), RATIO, lam, block), rule, flow.eps)
     assert what == "slides" and abs(mu - 0.5 * (lo + hi)) < 1e-10
+
+
+@pytest.mark.parametrize("flow_name, rule", [("adam-sign", sign_rule), ("adam-layer", variance_rule)])
+def test_kink_jacobian_matches_differences_through_the_root(flow_name, rule):
+    """The implicit-function Jacobian of the sliding field against central differences of the whole field,
+    root solve included (null dimension held fixed), at a depth-2 state on the kink."""
+    prob, factors = _state_at_kink(2, seed=3)
+    lam = 2.0
+    flow = make_flow(flow_name, prob, 2, RATIO, lam, "layers")
+    y = flow.initial_state(factors)
+    J = flow.jac(0.0, y)
+
+    def field(yx: np.ndarray) -> np.ndarray:
+        Fs = flow.layer_factors(yx)
+        Wx = end_product(Fs)
+        block = null_block(Wx, RATIO, lam, rank=3)
+        pieces = sliding_pieces(Fs, prob.grad(Wx), RATIO, lam, block)
+        mu, what = sliding_control(pieces, rule, flow.eps)
+        assert what == "slides"
+        return np.concatenate([v.ravel() for v in sliding_velocity(pieces, mu, rule, flow.eps)])
+
+    ref = np.empty_like(J)
+    h = 1e-5
+    for i in range(y.size):
+        e = np.zeros_like(y)
+        e[i] = h
+        ref[:, i] = (field(y + e) - field(y - e)) / (2 * h)
+    np.testing.assert_allclose(J, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
 def test_kink_margin_and_null_block_edges():
