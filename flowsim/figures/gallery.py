@@ -20,8 +20,8 @@ Horizons and integration budgets (why the runs look as they do):
   a singular value σ_i → 0 (there is no σ^{2−2/N} factor as for N ≥ 2): σ_i reaches 0 in finite time and the
   flow slides along σ_i = 0. Gradient flow there is the Filippov flow of docs/math.md §9 (rank-changing
   events, DOP853 at rtol 1e-7, run to t = 10⁴). ``adam-sign`` (figure 3's Adam row, the fixed-β limit of
-  Adam) slides at one zero singular value by the moment-averaged rule (docs/math.md §8.7) and stops where a
-  second one arrives (no validated rule); at 100×100 it is moreover stiff from t ≈ 4e-5 on (the ratio
+  Adam) slides at one zero singular value by the moment-averaged rule (docs/math.md §8.7; no rule is
+  validated where a second one arrives); at 100×100 it is moreover stiff from t ≈ 4e-5 on (the ratio
   penalty's gradient scales as λ/‖W‖_F at the small initialization) with no dense Jacobian, so its explicit
   solver has a budget of 2000 RK45 steps (rtol 1e-5, atol 1e-7), marked × where it stops.
 """

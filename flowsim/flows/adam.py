@@ -106,9 +106,8 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
     def kink_velocity(self, factors: list[np.ndarray], W: np.ndarray, block: NullBlock) -> np.ndarray:
         """The packed field where σ_min(W) = 0 (``block``, 1×1): the moment-averaged sliding rule of
         :mod:`flowsim.flows.adam_sliding` (``docs/math.md``, "Adam-type flows at the kink"). A larger null
-        block has no validated rule: the driver ends the run at the accepted step that reaches it
-        (``kink_margin``); a trial state of the solver beyond that point gets the penalty's gradient field
-        (:meth:`__call__`)."""
+        block has no validated rule: there the field is the penalty's gradient (:meth:`__call__`), and the
+        driver records where that began (``kink_margin``)."""
         pieces = sliding_pieces(factors, self.problem.grad(W), self.penalty, self.lam, block)
         mu, what = sliding_control(pieces, self.kink_rule, self.eps)
         self.kink_stats["evaluations"] += 1
@@ -116,16 +115,16 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         return np.concatenate([v.ravel() for v in sliding_velocity(pieces, mu, self.kink_rule, self.eps)])
 
     def kink_events(self) -> list:
-        """The terminal event of the driver: a second singular value of W reaches the kink (or one of a
-        non-square W), where the moment-averaged rule is not validated (``kink_margin``). None without a
-        nuclear-type penalty."""
+        """The recorded event of the driver: a second singular value of W reaches the kink (or one of a
+        non-square W), where the moment-averaged rule is not validated (``kink_margin``); the field there is
+        the penalty's gradient. None without a nuclear-type penalty."""
         if not (self.lam and self.penalty.sticks_at_zero):
             return []
 
         def null_block_grows(t: float, y: np.ndarray) -> float:
             return kink_margin(self.end_product(y))
 
-        null_block_grows.terminal = True  # type: ignore[attr-defined]
+        null_block_grows.terminal = False  # type: ignore[attr-defined]
         null_block_grows.direction = -1  # type: ignore[attr-defined]
         return [null_block_grows]
 

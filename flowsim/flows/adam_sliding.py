@@ -16,8 +16,9 @@ with μ ∈ [−1, 1] the root of the sliding condition u₀ᵀẆv₀ = Σ_j a_
 discrete Adam, this is the velocity Adam follows; Filippov's convex hull and the equivalent control (μ with
 the un-averaged field −g(μ)/(|g(μ)| + ε)) are not (docs/math.md). Null blocks larger than 1×1 (two zero
 singular values, or any zero singular value of a non-square W) have no validated rule: the chattering sign
-becomes a random partial isometry whose second moments the sliding condition does not determine, and the
-driver stops there with the reason (:func:`kink_supported`).
+becomes a random partial isometry whose second moments the sliding condition does not determine; the field
+there is the penalty's gradient, and the driver records where that began (:func:`kink_supported`,
+:func:`kink_margin`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from ..penalties import Penalty
 #: switched within a step and Radau rebuilt its Jacobian at 70 % of its steps (4×4, depth 1: 418 Radau steps
 #: to t = 0.45 against 199 DOP853 steps, no stiffness, at 1e-7); the switch moves W by ≤ NULL_TOL·σ₁
 NULL_TOL = 1e-7
-#: a second singular value σ ≤ KINK_EVENT_TOL·σ₁ ends the run (the driver's terminal event, located on the
-#: accepted step that crosses it): the threshold of the rule itself, since beyond it the null block is 2×2
-#: and both values would get the non-smooth penalty gradient (with 1e-9 the 4×4 run stalled between the two)
+#: a second singular value σ ≤ KINK_EVENT_TOL·σ₁ is the driver's recorded event (where the unvalidated
+#: regime begins): the threshold of the rule itself, since beyond it the null block is 2×2 and both values get
+#: the penalty's gradient field
 KINK_EVENT_TOL = NULL_TOL
 #: tolerance of the root μ of the sliding condition
 CONTROL_XTOL = 1e-14

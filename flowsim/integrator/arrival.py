@@ -93,8 +93,6 @@ def solve_with_arrival(
     # a flow's ``jac`` is dense (size² entries): above the limit no Jacobian is formed
     jac = getattr(flow, "jac", None) if np.size(y0) <= DENSE_JACOBIAN_MAX_DIM else None
     kink_events = list(getattr(flow, "kink_events", list)())
-    if kink_events and min(ev(t0, np.asarray(y0)) for ev in kink_events) <= 0:
-        return _unsupported_kink(flow, t0, y0, t_eval)
     if kink_events:
         integrate_kwargs = {**integrate_kwargs, "events": kink_events}
     start = time.perf_counter()
@@ -193,38 +191,28 @@ def solve_with_arrival(
     ))
 
 
-KINK_STOP = ("no validated sliding rule for the Adam-type flows at a null block larger than 1×1 "
-             "(docs/math.md, \"Adam-type flows at the kink of a spectral penalty\")")
-
-
-def _unsupported_kink(flow: ArrivalFlow, t0: float, y0: np.ndarray, t_eval: np.ndarray) -> IntegrationResult:
-    """The result of a run that starts where the moment-averaged rule does not apply."""
-    y0 = np.asarray(y0, dtype=float)
-    return IntegrationResult(
-        t=t_eval[:1], y=y0[None, :], status="failed", t_last=t0, y_last=y0, nfev=0, njev=0, nlu=0, nsteps=0,
-        message=f"W has two zero singular values (or one of a non-square W) at t={t0:.6g}: {KINK_STOP}",
-        method="none", rtol=0.0, atol=0.0, wall_time_s=0.0, extra={"phases": [], "events": []},
-    )
+KINK_NOTE = ("no sliding rule is validated for the Adam-type flows at a null block larger than 1×1, so "
+             "the penalty's gradient field is used there (docs/math.md, \"Adam-type flows at the kink of a "
+             "spectral penalty\")")
 
 
 def _with_kink_report(flow: ArrivalFlow, res: IntegrationResult) -> IntegrationResult:
-    """Record the visits to the kink of a nuclear-type penalty (``extra["kink"]``: the rule's counts and the
-    saved times at which W had a zero singular value) and turn the driver's terminal event — a second
-    singular value reaching the kink — into status ``failed`` with the reason."""
+    """Record the visits to the kink of a nuclear-type penalty (``extra["kink"]``: the rule's counts, the
+    saved times at which W had a zero singular value, and the first time at which a second singular value
+    reached the kink — the driver's recorded event — where no rule is validated); say so in the message."""
     stats = getattr(flow, "kink_stats", None)
     null_rank = getattr(flow, "null_rank", None)
     if stats is None or null_rank is None or not list(getattr(flow, "kink_events", list)()):
         return res
     at_kink = [float(t) for t, y in zip(res.t, res.y) if null_rank(y) > 0]
+    larger = float(res.t_events[0][0]) if res.t_events and np.size(res.t_events[0]) else None
     res.extra["kink"] = {"rule": "moment-averaged sliding (1×1 null block)", **stats,
                          "first_saved_time_at_kink": at_kink[0] if at_kink else None,
-                         "saved_times_at_kink": len(at_kink)}
-    if at_kink and res.status == "ok":
+                         "saved_times_at_kink": len(at_kink), "larger_null_block_from": larger}
+    if at_kink:
         res.message += (f"; a singular value of W at the kink of the penalty from t≈{at_kink[0]:.4g} "
                         "(saved times), moment-averaged sliding rule")
-    if res.status == "event":
-        res.status = "failed"
-        res.message = (f"a second singular value of W reached the kink of the penalty at t={res.t_last:.6g}: "
-                       f"{KINK_STOP}")
-        res.extra.setdefault("events", []).append({"kind": "kink-null-block-grows", "t": res.t_last})
+    if larger is not None:
+        res.message += f"; a second singular value of W reached the kink at t={larger:.6g}: {KINK_NOTE}"
+        res.extra.setdefault("events", []).append({"kind": "kink-null-block-grows", "t": larger})
     return res
