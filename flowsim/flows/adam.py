@@ -99,7 +99,7 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
     def smooth_velocity(self, factors: list[np.ndarray], W: np.ndarray,
                         svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The packed field away from the kink (every σ_i(W) > 0 or a penalty smooth at σ = 0); beyond a
-        1×1 null block, where no rule is validated, the penalty's gradient field (the driver stops there)."""
+        1×1 null block, where no rule is validated, the penalty's gradient field (the driver records it)."""
         G = total_gradient(W, self.problem, self.penalty, self.lam, svd)
         return np.concatenate([v.ravel() for v in variance_adapted_layer_velocity(factors, G, self.eps)])
 

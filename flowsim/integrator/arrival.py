@@ -206,6 +206,9 @@ def _with_kink_report(flow: ArrivalFlow, res: IntegrationResult) -> IntegrationR
         return res
     at_kink = [float(t) for t, y in zip(res.t, res.y) if null_rank(y) > 0]
     larger = float(res.t_events[0][0]) if res.t_events and np.size(res.t_events[0]) else None
+    margin = list(getattr(flow, "kink_events", list)())[0]
+    if larger is None and res.t.size and margin(float(res.t[0]), res.y[0]) <= 0:  # there from the start
+        larger = float(res.t[0])
     res.extra["kink"] = {"rule": "moment-averaged sliding (1×1 null block)", **stats,
                          "first_saved_time_at_kink": at_kink[0] if at_kink else None,
                          "saved_times_at_kink": len(at_kink), "larger_null_block_from": larger}
