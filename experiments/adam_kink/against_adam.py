@@ -9,32 +9,21 @@ import time
 
 import numpy as np
 
-from flowsim.factors import end_product
 from flowsim.flows import make_flow
-from flowsim.flows.gradient import layer_gradients, total_gradient
 from flowsim.initializations import init_factors
 from flowsim.integrator import solve_flow
 from flowsim.penalties import make_penalty
 from flowsim.problems import synthetic_problem
+from flowsim.validation.train import train
 
 
 def adam(prob, pen, lam, factors, eta, saves):
-    """Discrete Adam (torch.optim.Adam semantics) on the layers; W at the times in ``saves`` (t = kη)."""
-    Fs = [F.copy() for F in factors]
-    m = [np.zeros_like(F) for F in Fs]
-    v = [np.zeros_like(F) for F in Fs]
-    b1, b2 = 0.9, 0.999
-    at = {int(round(t / eta)): t for t in saves}
-    out = {}
-    for k in range(1, max(at) + 1):
-        g = layer_gradients(Fs, total_gradient(end_product(Fs), prob, pen, lam))
-        for j, gj in enumerate(g):
-            m[j] = b1 * m[j] + (1 - b1) * gj
-            v[j] = b2 * v[j] + (1 - b2) * gj * gj
-            Fs[j] = Fs[j] - eta * (m[j] / (1 - b1**k)) / (np.sqrt(v[j] / (1 - b2**k)) + 1e-8)
-        if k in at:
-            out[at[k]] = end_product(Fs)
-    return out
+    """Discrete Adam (flowsim's ``train``, torch.optim.Adam semantics, β = (0.9, 0.999), ε = 1e-8) on the
+    layers; W at the times in ``saves`` (t = kη)."""
+    at = [int(round(t / eta)) for t in saves]
+    traj = train(prob, factors, optimizer="adam", lr=eta, iters=max(at), penalty=pen, lam=lam,
+                 record_iters=[0, *at], save_matrices=True, progress=False)
+    return dict(zip(saves, traj.W[1:]))
 
 
 def main() -> None:

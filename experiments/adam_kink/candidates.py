@@ -15,11 +15,12 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-from flowsim.factors import end_product
+from flowsim.factors import end_product, prefix_products, suffix_products
 from flowsim.flows.gradient import layer_gradients, total_gradient
 from flowsim.initializations import init_factors
 from flowsim.penalties import RatioPenalty, ratio_spectral_grad
 from flowsim.problems import synthetic_problem
+from flowsim.validation.train import train
 
 EPS = 1e-8
 size, rank, obs, depth, lam, seed, scale = 4, 1, 10, int(sys.argv[1]), float(sys.argv[2]), 0, 0.5
@@ -45,38 +46,18 @@ def grads(Fs):
 
 
 def adam(eta, T, save):
-    Fs = [F.copy() for F in F0]
-    m = [np.zeros_like(F) for F in Fs]
-    v = [np.zeros_like(F) for F in Fs]
-    b1, b2 = 0.9, 0.999
-    K = int(round(T / eta))
-    out = {}
-    savek = {int(round(t / eta)): t for t in save}
-    for k in range(1, K + 1):
-        g = grads(Fs)
-        for j in range(depth):
-            m[j] = b1 * m[j] + (1 - b1) * g[j]
-            v[j] = b2 * v[j] + (1 - b2) * g[j] ** 2
-            mh = m[j] / (1 - b1 ** k)
-            vh = v[j] / (1 - b2 ** k)
-            Fs[j] = Fs[j] - eta * mh / (np.sqrt(vh) + EPS)
-        if k in savek:
-            out[savek[k]] = pack(Fs)
-    return out
+    """W at the times in ``save`` (t = kη) of discrete Adam (flowsim's ``train``, torch.optim.Adam semantics,
+    β = (0.9, 0.999), ε = EPS)."""
+    at = [int(round(t / eta)) for t in save]
+    traj = train(prob, F0, optimizer="adam", lr=eta, iters=max(at), penalty=pen, lam=lam,
+                 hyper={"eps": EPS}, record_iters=[0, *at], save_matrices=True, progress=False)
+    return dict(zip(save, traj.W[1:]))
 
 
 def partials(Fs):
-    """(products above, products below) for each layer: W_{>j}, W_{<j}."""
-    n = Fs[0].shape[1]
-    below = [np.eye(n)]
-    for F in Fs[:-1]:
-        below.append(F @ below[-1])
-    m = Fs[-1].shape[0]
-    above = [np.eye(m)]
-    for F in reversed(Fs[1:]):
-        above.append(above[-1] @ F)
-    above = above[::-1]
-    return above, below
+    """(W_{N:j+1}, W_{j−1:1}) for each layer j = 1..N."""
+    pre, suf = prefix_products(Fs), suffix_products(Fs)
+    return [suf[j + 1] for j in range(depth)], [pre[j] for j in range(depth)]
 
 
 def sliding_parts(Fs, k=1):
@@ -178,12 +159,12 @@ for rule in "abc":
 for eta in [float(x) for x in sys.argv[4].split(",")]:
     t0 = time.time()
     out = adam(eta, T, save)
-    sv = np.linalg.svd(end_product(unpack(out[T])), compute_uv=False)
+    sv = np.linalg.svd(out[T], compute_uv=False)
     line = f"adam eta={eta:g} ({time.time()-t0:.0f}s) sigma(T)={np.array2string(sv, precision=5)}"
     for rule in "abc":
         errs = []
         for t in save:
-            Wa, Wm = end_product(unpack(out[t])), end_product(unpack(res[rule][t]))
+            Wa, Wm = out[t], end_product(unpack(res[rule][t]))
             errs.append(np.linalg.norm(Wa - Wm) / np.linalg.norm(Wm))
         line += f"\n   vs {rule}: e_W at {save}: " + " ".join(f"{e:.2e}" for e in errs)
     print(line, flush=True)

@@ -33,6 +33,7 @@ from ..problems import CompletionProblem
 from .adam_sliding import (
     DRIFT_RATE,
     NullBlock,
+    SlidingPieces,
     kink_margin,
     kink_supported,
     null_block,
@@ -112,6 +113,10 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         mu, what = sliding_control(pieces, self.kink_rule, self.eps)
         self.kink_stats["evaluations"] += 1
         self.kink_stats[what] = self.kink_stats.get(what, 0) + 1
+        return self.sliding_field(pieces, mu)
+
+    def sliding_field(self, pieces: SlidingPieces, mu: float) -> np.ndarray:
+        """The packed layer velocities of the moment-averaged rule at the mean sign μ."""
         return np.concatenate([v.ravel() for v in sliding_velocity(pieces, mu, self.kink_rule, self.eps)])
 
     def kink_events(self) -> list:
@@ -180,16 +185,13 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         def pieces_at(Fs: list[np.ndarray], Wx: np.ndarray, bx: NullBlock):
             return sliding_pieces(Fs, self.problem.grad(Wx), self.penalty, self.lam, bx)
 
-        def field(p, m: float) -> np.ndarray:
-            return np.concatenate([v.ravel() for v in sliding_velocity(p, m, rule, eps)])
-
         pieces = pieces_at(factors, W, block)
 
         def rate(p, m: float) -> float:
             return null_velocity(p, m, rule, eps) - pieces.target
 
         mu, what = sliding_control(pieces, rule, eps)
-        f0, F0 = field(pieces, mu), rate(pieces, mu)
+        f0, F0 = self.sliding_field(pieces, mu), rate(pieces, mu)
         assert self.packer is not None
         P = self.packer.size
         f_y = np.zeros((P, P))
@@ -207,11 +209,11 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             # and the drift target −DRIFT_RATE·u₀ᵀWv₀ is linear in the signed null block of the frame at y
             flip = float(np.sign((bi.U0[:, 0] @ block.U0[:, 0]) * (bi.V0[:, 0] @ block.V0[:, 0])))
             target = -DRIFT_RATE * float(block.U0[:, 0] @ Wi @ block.V0[:, 0])
-            f_y[:, i] = (field(pi, flip * mu) - f0) / h
+            f_y[:, i] = (self.sliding_field(pi, flip * mu) - f0) / h
             F_y[i] = (flip * null_velocity(pi, flip * mu, rule, eps) - target - F0) / h
         if what == "slides":
             d = min(1e-6, 0.5 * (1.0 - abs(mu)))
-            f_mu = (field(pieces, mu + d) - field(pieces, mu - d)) / (2 * d)
+            f_mu = (self.sliding_field(pieces, mu + d) - self.sliding_field(pieces, mu - d)) / (2 * d)
             F_mu = (rate(pieces, mu + d) - rate(pieces, mu - d)) / (2 * d)
             f_y -= np.outer(f_mu, F_y / F_mu)
         J = np.zeros((y.size, y.size))
@@ -246,7 +248,8 @@ class AdamSignFlow(AdamLayerFlow):
     def smooth_velocity(self, factors: list[np.ndarray], W: np.ndarray,
                         svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         G = total_gradient(W, self.problem, self.penalty, self.lam, svd)
-        return sign_velocity(np.concatenate([g.ravel() for g in layer_gradients(factors, G)]), self.eps)
+        assert self.packer is not None, "call initial_state first"
+        return sign_velocity(self.packer.pack(layer_gradients(factors, G)), self.eps)
 
     def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """∂Ẇ/∂g of −g/(|g| + ε): diagonal, −ε/(|g| + ε)² (no rank-one part; one block for all layers)."""

@@ -37,10 +37,6 @@ from ..penalties import Penalty
 #: switched within a step and Radau rebuilt its Jacobian at 70 % of its steps (4×4, depth 1: 418 Radau steps
 #: to t = 0.45 against 199 DOP853 steps, no stiffness, at 1e-7); the switch moves W by ≤ NULL_TOL·σ₁
 NULL_TOL = 1e-7
-#: a second singular value σ ≤ KINK_EVENT_TOL·σ₁ is the driver's recorded event (where the unvalidated
-#: regime begins): the threshold of the rule itself, since beyond it the null block is 2×2 and both values get
-#: the penalty's gradient field
-KINK_EVENT_TOL = NULL_TOL
 #: tolerance of the root μ of the sliding condition
 CONTROL_XTOL = 1e-14
 #: rate (per unit flow time) at which the sliding rule pulls the null block's residual singular value to 0
@@ -97,13 +93,14 @@ def kink_supported(block: NullBlock) -> bool:
 
 
 def kink_margin(W: np.ndarray) -> float:
-    """σ_{p−1}(W) − KINK_EVENT_TOL·σ₁ for a square W (p = its size), σ_p(W) − KINK_EVENT_TOL·σ₁ otherwise:
-    negative exactly when the null block at the kink is larger than 1×1 (an event function of the driver)."""
+    """σ_{p−1}(W) − NULL_TOL·σ₁ for a square W (p = its size), σ_p(W) − NULL_TOL·σ₁ otherwise: negative
+    exactly when the null block at the kink is larger than 1×1 (the driver's recorded event, where the
+    unvalidated regime begins: at the rule's own threshold, beyond which the penalty's gradient is used)."""
     s = np.linalg.svd(W, compute_uv=False)
     k = 2 if W.shape[0] == W.shape[1] else 1
     if s.size < k:
         return 1.0
-    return float(s[-k] - KINK_EVENT_TOL * s[0])
+    return float(s[-k] - NULL_TOL * s[0])
 
 
 @dataclass

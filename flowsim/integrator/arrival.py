@@ -105,7 +105,7 @@ def solve_with_arrival(
                                      "steps": first.nsteps, "nfev": first.nfev, "ended": first.status}]
     first.extra.update(phases=phases, events=[])
     if first.status not in ("stalled", "stiff"):
-        return _with_kink_report(flow, first)
+        return _with_kink_report(flow, kink_events, first)
     t_arr, y_arr = first.t_last, first.y_last
     assert y_arr is not None
     eps = float(getattr(flow, "eps", 0.0))
@@ -182,7 +182,7 @@ def solve_with_arrival(
                    f"gradient entries at 0), continued with {method2}{held}")
     else:
         message = f"{message} (phase 2, {method2} from t={t_arr:.6g}: {reason})"
-    return _with_kink_report(flow, IntegrationResult(
+    return _with_kink_report(flow, kink_events, IntegrationResult(
         t=np.concatenate(ts), y=np.concatenate(ys), status=status, message=message, t_last=t_cur,
         nfev=first.nfev + nfev, njev=first.njev + njev, nlu=first.nlu + nlu, nsteps=first.nsteps + steps2,
         method=method, rtol=first.rtol, atol=first.atol, wall_time_s=time.perf_counter() - start,
@@ -196,18 +196,18 @@ KINK_NOTE = ("no sliding rule is validated for the Adam-type flows at a null blo
              "spectral penalty\")")
 
 
-def _with_kink_report(flow: ArrivalFlow, res: IntegrationResult) -> IntegrationResult:
+def _with_kink_report(flow: ArrivalFlow, kink_events: list, res: IntegrationResult) -> IntegrationResult:
     """Record the visits to the kink of a nuclear-type penalty (``extra["kink"]``: the rule's counts, the
     saved times at which W had a zero singular value, and the first time at which a second singular value
-    reached the kink — the driver's recorded event — where no rule is validated); say so in the message."""
+    reached the kink — ``kink_events[0]``, the driver's recorded event — where no rule is validated); say so
+    in the message."""
     stats = getattr(flow, "kink_stats", None)
     null_rank = getattr(flow, "null_rank", None)
-    if stats is None or null_rank is None or not list(getattr(flow, "kink_events", list)()):
+    if stats is None or null_rank is None or not kink_events:
         return res
     at_kink = [float(t) for t, y in zip(res.t, res.y) if null_rank(y) > 0]
     larger = float(res.t_events[0][0]) if res.t_events and np.size(res.t_events[0]) else None
-    margin = list(getattr(flow, "kink_events", list)())[0]
-    if larger is None and res.t.size and margin(float(res.t[0]), res.y[0]) <= 0:  # there from the start
+    if larger is None and res.t.size and kink_events[0](float(res.t[0]), res.y[0]) <= 0:  # from the start
         larger = float(res.t[0])
     res.extra["kink"] = {"rule": "moment-averaged sliding (1×1 null block)", **stats,
                          "first_saved_time_at_kink": at_kink[0] if at_kink else None,

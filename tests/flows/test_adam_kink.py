@@ -17,7 +17,7 @@ from flowsim.factors import end_product
 from flowsim.flows import make_flow
 from flowsim.flows.adam_sliding import (
     DRIFT_RATE,
-    KINK_EVENT_TOL,
+    NULL_TOL,
     SlidingPieces,
     averaged_moments,
     kink_margin,
@@ -28,11 +28,11 @@ from flowsim.flows.adam_sliding import (
     sliding_velocity,
     variance_rule,
 )
-from flowsim.flows.gradient import layer_gradients, total_gradient
 from flowsim.initializations import init_factors
 from flowsim.integrator import solve_flow
 from flowsim.penalties import make_penalty
 from flowsim.problems import synthetic_problem
+from flowsim.validation.train import train
 
 RATIO = make_penalty("ratio")
 
@@ -141,7 +141,7 @@ def test_kink_jacobian_matches_differences_through_the_root(flow_name, rule):
 
 def test_kink_margin_and_null_block_edges():
     W = np.diag([2.0, 1.0, 0.0])
-    assert kink_margin(W) == pytest.approx(1.0 - KINK_EVENT_TOL * 2.0)
+    assert kink_margin(W) == pytest.approx(1.0 - NULL_TOL * 2.0)
     assert kink_margin(np.diag([2.0, 0.0, 0.0])) < 0
     assert kink_margin(np.ones((3, 2))) < 0  # a non-square W with a zero singular value
     assert null_block(W, make_penalty("none"), 1.0) is None
@@ -152,17 +152,13 @@ def test_kink_margin_and_null_block_edges():
 
 
 def _adam(prob, factors, lam, eta, T):
-    """Discrete Adam (β = (0.9, 0.999) fixed, ε = 1e-8, bias-corrected as torch.optim.Adam) to t = T = kη."""
-    Fs = [F.copy() for F in factors]
-    m = [np.zeros_like(F) for F in Fs]
-    v = [np.zeros_like(F) for F in Fs]
-    for k in range(1, int(round(T / eta)) + 1):
-        g = layer_gradients(Fs, total_gradient(end_product(Fs), prob, RATIO, lam))
-        for j, gj in enumerate(g):
-            m[j] = 0.9 * m[j] + 0.1 * gj
-            v[j] = 0.999 * v[j] + 0.001 * gj * gj
-            Fs[j] = Fs[j] - eta * (m[j] / (1 - 0.9**k)) / (np.sqrt(v[j] / (1 - 0.999**k)) + 1e-8)
-    return end_product(Fs)
+    """W at t = T = kη of discrete Adam (flowsim's ``train``, torch.optim.Adam semantics: β = (0.9, 0.999)
+    fixed, ε = 1e-8, bias-corrected)."""
+    K = int(round(T / eta))
+    traj = train(prob, factors, optimizer="adam", lr=eta, iters=K, penalty=RATIO, lam=lam,
+                 record_iters=[0, K], save_matrices=True, progress=False)
+    assert traj.status == "ok", traj.message
+    return traj.W[-1]
 
 
 @pytest.mark.slow
