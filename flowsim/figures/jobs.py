@@ -1,7 +1,8 @@
 """The computations behind the gallery and their cache of run directories.
 
 A *job* is a JSON-able dictionary (``spec``) that says what to compute: a ``simulate`` run
-(:func:`flowsim.simulate.simulate`), a ``razin`` run with its perturbed family
+(:func:`flowsim.simulate.simulate`), a discrete ``train`` run (:func:`flowsim.validation.train.train`), a
+``razin`` run with its perturbed family
 (:func:`flowsim.runs.razin.run_razin`), a ``validate`` comparison
 (:func:`flowsim.validation.validate.validate`) or a ``check`` of every registered claim
 (:mod:`flowsim.theory.registry`). Its run directory is
@@ -101,6 +102,28 @@ def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"status": traj.status, "message": traj.message}
 
 
+def compute_train(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A ``flowsim train`` run directory (docs/contract.md §2): the discrete optimizer on the spec's
+    problem, penalty and init, recorded at ``n_record`` log-spaced iterations (t = kη), on the CPU."""
+    from flowsim.initializations import init_factors
+    from flowsim.penalties import make_penalty
+    from flowsim.trajectory import write_run
+    from flowsim.validation.train import train
+
+    start = time.perf_counter()
+    problem = _problem(spec["problem"])
+    factors = init_factors(spec["init"], problem.shape, int(spec["depth"]), float(spec["init_scale"]),
+                           int(spec.get("init_seed", 0)))
+    traj = train(problem, factors, optimizer=spec["optimizer"], lr=float(spec["lr"]),
+                 iters=int(spec["iters"]), penalty=make_penalty(spec["penalty"]), lam=float(spec["lam"]),
+                 hyper=spec.get("hyper"), n_record=int(spec["n_record"]), device="cpu", progress=False)
+    if traj.status == "interrupted":
+        raise KeyboardInterrupt
+    params = {**spec, "problem_description": problem.description}
+    write_run(out, traj, command="train", params=params, wall_time_s=time.perf_counter() - start)
+    return {"status": traj.status, "message": traj.message}
+
+
 def compute_razin(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """A ``flowsim razin --family`` run directory (RC20; ``docs/math.md`` §10): trajectory, checks,
     family.npz, plots, through :func:`flowsim.runs.razin.run_razin`."""
@@ -154,8 +177,8 @@ def compute_check(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 COMPUTE: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
-    "simulate": compute_simulate, "razin": compute_razin, "validate": compute_validate,
-    "check": compute_check,
+    "simulate": compute_simulate, "train": compute_train, "razin": compute_razin,
+    "validate": compute_validate, "check": compute_check,
 }
 
 

@@ -32,12 +32,15 @@ from ..penalties import Penalty, RatioPenalty
 from ..problems import CompletionProblem
 from .adam_sliding import (
     DRIFT_RATE,
+    RULE_DERIVATIVE,
     NullBlock,
     SlidingPieces,
+    averaged_moments,
     kink_margin,
     kink_supported,
+    moments_derivative,
+    moments_mu_derivative,
     null_block,
-    null_velocity,
     sign_rule,
     sliding_control,
     sliding_pieces,
@@ -169,33 +172,42 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         return J
 
     def kink_jacobian(self, y: np.ndarray) -> np.ndarray | None:
-        """At the kink, the Jacobian of the sliding field, None away from it. The field is f(y, μ(y)) with μ
-        the root of the sliding condition F(y, μ) = 0, so J = ∂f/∂y − (∂f/∂μ)(∂F/∂y)ᵀ/(∂F/∂μ) (implicit
-        function theorem; only ∂f/∂y where μ = ±1 is fixed): ∂/∂y by forward differences at fixed μ and with
-        the null dimension of y held fixed (a smooth function of y there; the penalty's Hessian is not defined
-        at the kink, and differencing through the root solve would add its tolerance / h), ∂/∂μ by central
-        differences."""
+        """At the kink, the Jacobian of the sliding field, None away from it. The field is
+        f(y, μ(y)) = rule(E[g](y, μ), E[g⊙g](y, μ)) with μ the root of the sliding condition F(y, μ) = 0, so
+        J = ∂f/∂y − (∂f/∂μ)(∂F/∂y)ᵀ/(∂F/∂μ) (implicit function theorem; only ∂f/∂y where μ = ±1 is fixed).
+        The pieces g⁰_j, a_j, b_j, λc are smooth in y with the null dimension held fixed (the penalty's
+        Hessian is not defined at the kink, and differencing through the root solve would add its tolerance
+        / h): their change is a forward difference at fixed μ. Everything after them is exact: the moments by
+        the product rule (``moments_derivative``), the rule's derivative in the moments
+        (``RULE_DERIVATIVE``) — the field turns over on the scale ε where an averaged entry of g and its
+        spread vanish, far below any difference step — and ∂/∂μ (``moments_mu_derivative``)."""
         factors = self.layer_factors(y)
         W = end_product(factors)
         block = null_block(W, self.penalty, self.lam)
         if block is None or not kink_supported(block):
             return None
         rank, rule, eps = int(block.s_r.size), self.kink_rule, self.eps
+        rule_derivative = RULE_DERIVATIVE[rule]
 
         def pieces_at(Fs: list[np.ndarray], Wx: np.ndarray, bx: NullBlock):
             return sliding_pieces(Fs, self.problem.grad(Wx), self.penalty, self.lam, bx)
 
+        def null_part(p: SlidingPieces, fields: Sequence[np.ndarray]) -> float:
+            return float(sum(a @ f @ b for a, f, b in zip(p.A, fields, p.B)))  # Σ_j a_jᵀ f_j b_j
+
         pieces = pieces_at(factors, W, block)
-
-        def rate(p, m: float) -> float:
-            return null_velocity(p, m, rule, eps) - pieces.target
-
         mu, what = sliding_control(pieces, rule, eps)
-        f0, F0 = self.sliding_field(pieces, mu), rate(pieces, mu)
+        moments = averaged_moments(pieces, mu)
+        f0 = sliding_velocity(pieces, mu, rule, eps)
+
+        def derivative(d_moments: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+            return [rule_derivative(m, s, eps, dm, ds) for (m, s), (dm, ds) in zip(moments, d_moments)]
+
         assert self.packer is not None
         P = self.packer.size
         f_y = np.zeros((P, P))
         F_y = np.zeros(P)
+        base = null_part(pieces, f0)
         for i in range(P):
             h = KINK_FD_STEP * max(1.0, abs(float(y[i])))
             yi = np.array(y, dtype=float)
@@ -205,17 +217,25 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             bi = null_block(Wi, self.penalty, self.lam, rank=rank)
             assert bi is not None
             pi = pieces_at(Fi, Wi, bi)
-            # at σ_min ≈ 0 the SVD may flip u₀ or v₀ alone; μ is the mean sign of u₀v₀ᵀ, so follow the flip,
-            # and the drift target −DRIFT_RATE·u₀ᵀWv₀ is linear in the signed null block of the frame at y
-            flip = float(np.sign((bi.U0[:, 0] @ block.U0[:, 0]) * (bi.V0[:, 0] @ block.V0[:, 0])))
+            # at σ_min ≈ 0 the SVD may flip u₀ or v₀ alone: bring a_j, b_j to the frame at y, and the drift
+            # target −DRIFT_RATE·u₀ᵀWv₀ is linear in the signed null block of that frame
+            su = float(np.sign(bi.U0[:, 0] @ block.U0[:, 0]))
+            sv = float(np.sign(bi.V0[:, 0] @ block.V0[:, 0]))
+            pi = SlidingPieces(pi.g0, [su * a for a in pi.A], [sv * b for b in pi.B], pi.radius)
             target = -DRIFT_RATE * float(block.U0[:, 0] @ Wi @ block.V0[:, 0])
-            f_y[:, i] = (self.sliding_field(pi, flip * mu) - f0) / h
-            F_y[i] = (flip * null_velocity(pi, flip * mu, rule, eps) - target - F0) / h
+            dp = SlidingPieces([(x - x0) / h for x, x0 in zip(pi.g0, pieces.g0)],
+                               [(x - x0) / h for x, x0 in zip(pi.A, pieces.A)],
+                               [(x - x0) / h for x, x0 in zip(pi.B, pieces.B)],
+                               (pi.radius - pieces.radius) / h)
+            column = derivative(moments_derivative(pieces, dp, mu))
+            f_y[:, i] = np.concatenate([c.ravel() for c in column])
+            # product rule for F = Σ_j a_jᵀ f_j b_j − target: the null vectors move at fixed f, f moves
+            F_y[i] = ((null_part(pi, f0) - base) / h + null_part(pieces, column)
+                      - (target - pieces.target) / h)
         if what == "slides":
-            d = min(1e-6, 0.5 * (1.0 - abs(mu)))
-            f_mu = (self.sliding_field(pieces, mu + d) - self.sliding_field(pieces, mu - d)) / (2 * d)
-            F_mu = (rate(pieces, mu + d) - rate(pieces, mu - d)) / (2 * d)
-            f_y -= np.outer(f_mu, F_y / F_mu)
+            f_mu = derivative(moments_mu_derivative(pieces, mu))
+            F_mu = null_part(pieces, f_mu)
+            f_y -= np.outer(np.concatenate([c.ravel() for c in f_mu]), F_y / F_mu)
         J = np.zeros((y.size, y.size))
         J[:P, :P] = f_y
         return J

@@ -150,7 +150,64 @@ def variance_rule(mean: np.ndarray, second: np.ndarray, eps: float) -> np.ndarra
     return -mean / np.sqrt(second + s2 + eps * eps)
 
 
+def sign_rule_derivative(mean: np.ndarray, second: np.ndarray, eps: float, d_mean: np.ndarray,
+                         d_second: np.ndarray) -> np.ndarray:
+    """The directional derivative of :func:`sign_rule` along (d_mean, d_second), exactly (the field turns
+    over on the scale ε where E[g] and its spread vanish, which no difference quotient of the state resolves):
+    d(−m/(√s + ε)) = −dm/(√s + ε) + m·ds/(2√s(√s + ε)²), the second term 0 where s = 0 (then m = 0)."""
+    root = np.sqrt(second)
+    safe = np.where(root > 0, root, 1.0)
+    return -d_mean / (root + eps) + np.where(root > 0, mean * d_second / (2 * safe * (root + eps) ** 2), 0.0)
+
+
+def variance_rule_derivative(mean: np.ndarray, second: np.ndarray, eps: float, d_mean: np.ndarray,
+                             d_second: np.ndarray) -> np.ndarray:
+    """The directional derivative of :func:`variance_rule`: with D = s + s² + ε² (s² the layer's variance
+    term, clipped at 0 as there), d(−m·D^{−1/2}) = −dm·D^{−1/2} + ½m·D^{−3/2}·dD,
+    dD = ds + mean(ds) − 2·mean(m)·mean(dm) (without the last two terms where the clip is active)."""
+    s2 = float(np.mean(second) - np.mean(mean) ** 2)
+    D = second + max(s2, 0.0) + eps * eps
+    dD = d_second + ((float(np.mean(d_second)) - 2 * float(np.mean(mean)) * float(np.mean(d_mean)))
+                     if s2 > 0 else 0.0)
+    return -d_mean / np.sqrt(D) + 0.5 * mean * dD / D**1.5
+
+
 Rule = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+RuleDerivative = Callable[[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray], np.ndarray]
+#: each rule's exact directional derivative (for the sliding field's Jacobian)
+RULE_DERIVATIVE: dict[Rule, RuleDerivative] = {sign_rule: sign_rule_derivative,
+                                               variance_rule: variance_rule_derivative}
+
+
+def moments_derivative(p: SlidingPieces, dp: SlidingPieces, mu: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The change of :func:`averaged_moments` at fixed μ when the pieces move along dp (dg⁰_j, da_j, db_j,
+    d(λc)), by the product rule: with c = λc,
+    dE[g_j] = dg⁰_j + μ(dc·a_j b_jᵀ + c·(da_j b_jᵀ + a_j db_jᵀ)) and
+    dE[g_j⊙g_j] = 2E[g_j]⊙dE[g_j] + (1 − μ²)(2c·dc·(a_j⊙a_j)(b_j⊙b_j)ᵀ + 2c²((a_j⊙da_j)(b_j⊙b_j)ᵀ
+    + (a_j⊙a_j)(b_j⊙db_j)ᵀ)).
+    Not a difference of second moments: E[g⊙g] is quadratic in E[g], whose entries can be far below any
+    difference step (the ε-layer of the sign field), where that difference is not linear."""
+    c, dc = p.radius, dp.radius
+    keep = max(1.0 - mu * mu, 0.0)
+    out = []
+    for g0, a, b, dg0, da, db in zip(p.g0, p.A, p.B, dp.g0, dp.A, dp.B):
+        mean = g0 + (c * mu) * np.outer(a, b)
+        d_mean = dg0 + mu * (dc * np.outer(a, b) + c * (np.outer(da, b) + np.outer(a, db)))
+        d_spread = keep * (2 * c * dc * np.outer(a * a, b * b)
+                           + 2 * c * c * (np.outer(a * da, b * b) + np.outer(a * a, b * db)))
+        out.append((d_mean, 2 * mean * d_mean + d_spread))
+    return out
+
+
+def moments_mu_derivative(p: SlidingPieces, mu: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """∂/∂μ of :func:`averaged_moments`, exactly: ∂E[g_j] = λc·a_j b_jᵀ and
+    ∂E[g_j⊙g_j] = 2E[g_j]⊙∂E[g_j] − 2μ(λc)²·(a_j⊙a_j)(b_j⊙b_j)ᵀ (the spread term is 0 beyond |μ| = 1)."""
+    spread = -2.0 * mu * p.radius**2 if abs(mu) < 1 else 0.0
+    out = []
+    for (mean, _), a, b in zip(averaged_moments(p, mu), p.A, p.B):
+        d_mean = p.radius * np.outer(a, b)
+        out.append((d_mean, 2 * mean * d_mean + spread * np.outer(a * a, b * b)))
+    return out
 
 
 def sliding_velocity(p: SlidingPieces, mu: float, rule: Rule, eps: float) -> list[np.ndarray]:

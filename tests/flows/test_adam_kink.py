@@ -18,9 +18,12 @@ from flowsim.flows import make_flow
 from flowsim.flows.adam_sliding import (
     DRIFT_RATE,
     NULL_TOL,
+    RULE_DERIVATIVE,
     SlidingPieces,
     averaged_moments,
     kink_margin,
+    moments_derivative,
+    moments_mu_derivative,
     null_block,
     sign_rule,
     sliding_control,
@@ -137,6 +140,61 @@ def test_kink_jacobian_matches_differences_through_the_root(flow_name, rule):
         e[i] = h
         ref[:, i] = (field(y + e) - field(y - e)) / (2 * h)
     np.testing.assert_allclose(J, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def _shifted(p: SlidingPieces, dp: SlidingPieces, s: float) -> SlidingPieces:
+    return SlidingPieces([g + s * d for g, d in zip(p.g0, dp.g0)], [a + s * d for a, d in zip(p.A, dp.A)],
+                         [b + s * d for b, d in zip(p.B, dp.B)], p.radius + s * dp.radius)
+
+
+@pytest.mark.parametrize("mu", [-0.6, 0.3, 1.0])
+def test_moment_derivatives_match_central_differences(mu):
+    """The product-rule change of the averaged moments along a move of the pieces, and their μ-derivative,
+    against central differences of ``averaged_moments`` (smooth, generic pieces)."""
+    rng = np.random.default_rng(5)
+    p, dp = _pieces(rng), _pieces(rng)
+    h = 1e-6
+    plus, minus = averaged_moments(_shifted(p, dp, h), mu), averaged_moments(_shifted(p, dp, -h), mu)
+    for (dm, ds), (m1, s1), (m0, s0) in zip(moments_derivative(p, dp, mu), plus, minus):
+        np.testing.assert_allclose(dm, (m1 - m0) / (2 * h), rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(ds, (s1 - s0) / (2 * h), rtol=1e-7, atol=1e-8)
+    if abs(mu) < 1:
+        plus, minus = averaged_moments(p, mu + h), averaged_moments(p, mu - h)
+        for (dm, ds), (m1, s1), (m0, s0) in zip(moments_mu_derivative(p, mu), plus, minus):
+            np.testing.assert_allclose(dm, (m1 - m0) / (2 * h), rtol=1e-7, atol=1e-8)
+            np.testing.assert_allclose(ds, (s1 - s0) / (2 * h), rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("rule", [sign_rule, variance_rule])
+def test_rule_derivatives_inside_the_eps_layer(rule):
+    """The exact derivative of each rule in the moments, against central differences (for the entry in the
+    ε-layer at a step far below ε), at moments where one averaged entry of g is 3e-9 with no spread (ε = 1e-8,
+    where the sign field turns over). A forward difference at the sliding Jacobian's state step (1e-7) is
+    wrong there by most of its size — the reason the Jacobian differences the pieces, not the moments."""
+    rng = np.random.default_rng(7)
+    eps = 1e-8
+    mean = rng.standard_normal((3, 4))
+    mean[1, 2] = 3e-9
+    spread = rng.uniform(0.1, 1.0, (3, 4))
+    spread[1, 2] = 0.0
+    d_mean = rng.standard_normal((3, 4))
+    d_spread = rng.standard_normal((3, 4))
+    d_spread[1, 2] = 0.0
+
+    def at(s: float) -> np.ndarray:
+        m = mean + s * d_mean
+        return rule(m, m * m + spread + s * d_spread, eps)
+
+    ref = (at(1e-6) - at(-1e-6)) / 2e-6  # O(1) entries; the stiff one at a step well inside its layer
+    ref[1, 2] = (at(1e-13)[1, 2] - at(-1e-13)[1, 2]) / 2e-13
+    d_second = 2 * mean * d_mean + d_spread
+    got = RULE_DERIVATIVE[rule](mean, mean * mean + spread, eps, d_mean, d_second)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    if rule is variance_rule:  # the layer's variance term keeps this field smooth at the scale of g
+        return
+    assert abs(got[1, 2]) > 1e6  # the stiff entry of the sign rule: ≈ −|dE[g]|/ε
+    crude = (at(1e-7)[1, 2] - at(0.0)[1, 2]) / 1e-7
+    assert abs(crude - got[1, 2]) > 0.5 * abs(got[1, 2])  # measured: 1.2e7 against 9.1e7
 
 
 def test_kink_margin_and_null_block_edges():
