@@ -22,7 +22,7 @@ Horizons and integration budgets (why the runs look as they do):
   events, DOP853 at rtol 1e-7, run to t = 10⁴). Figure 3's Adam row is the Adam ODE (BB21, docs/math.md §8.3)
   at the paper's η = 0.01 to t = kη = 10, RK45 at rtol 1e-5 with no budget, drawn over discrete Adam at the
   same η (a ``train`` job). Not the fixed-β limit ``adam-sign``: on this problem it collapses W to rank 1
-  within t ≈ 0.005, less than one step at η = 0.01, onto a 99×99 null block where no sliding rule is
+  within t ≈ 0.003, less than one step at η = 0.01, onto a 99×99 null block where no sliding rule is
   validated (docs/math.md §8.8).
 """
 

@@ -41,6 +41,7 @@ from .adam_sliding import (
     moments_derivative,
     moments_mu_derivative,
     null_block,
+    null_velocity,
     sign_rule,
     sliding_control,
     sliding_pieces,
@@ -56,6 +57,8 @@ from .variance import variance_adapted_layer_velocity
 DEFAULT_ADAM_EPS = 1e-8
 #: relative forward-difference step of the sliding field's Jacobian (`AdamLayerFlow.kink_jacobian`)
 KINK_FD_STEP = 1e-7
+#: points of μ ∈ [−1, 1] at which `AdamLayerFlow.kink_state` scans the sliding condition for its solutions
+KINK_SCAN = 401
 
 
 def _check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
@@ -140,6 +143,33 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         """How many singular values of W are at the kink (0 when the field is the smooth one)."""
         block = null_block(self.end_product(y), self.penalty, self.lam)
         return 0 if block is None else int(min(block.shape))
+
+    def kink_state(self, y: np.ndarray) -> dict[str, Any] | None:
+        """What the sliding rule sees at y (None away from a 1×1 null block), for the driver's report where
+        a run stops at the kink (``docs/math.md``, "Adam-type flows at the kink", "Still stopping"): its case
+        and mean sign μ; the sliding condition F(μ) = u₀ᵀẆ(μ)v₀ − target at μ = ±1 and its scale max|F| over
+        ``KINK_SCAN`` points; ``solutions``, every μ consistent with it (the interior sign changes of F, −1
+        where F(−1) ≤ 1e-6·max|F|: crossing, +1 where F(+1) ≥ −1e-6·max|F|: leaving), more than one where the
+        rule does not fix the velocity; and how many averaged entries of g lie in the ε-layer of the field
+        (|E[g]| ≤ 1e3·ε) with a spread below ε²."""
+        factors = self.layer_factors(y)
+        W = end_product(factors)
+        block = null_block(W, self.penalty, self.lam)
+        if block is None or not kink_supported(block):
+            return None
+        pieces = sliding_pieces(factors, self.problem.grad(W), self.penalty, self.lam, block)
+        mu, what = sliding_control(pieces, self.kink_rule, self.eps)
+        grid = np.linspace(-1.0, 1.0, KINK_SCAN)
+        F = np.array([null_velocity(pieces, m, self.kink_rule, self.eps) - pieces.target for m in grid])
+        tol = 1e-6 * float(np.max(np.abs(F)))
+        inner = np.nonzero(np.sign(F[1:-2]) != np.sign(F[2:-1]))[0] + 1
+        solutions = ([-1.0] if F[0] <= tol else []) + [float(0.5 * (grid[i] + grid[i + 1])) for i in inner]
+        solutions += [1.0] if F[-1] >= -tol else []
+        layer = sum(int(np.count_nonzero((np.abs(m) <= 1e3 * self.eps) & (s - m * m <= self.eps**2)))
+                    for m, s in averaged_moments(pieces, mu))
+        return {"case": what, "mu": mu, "sigma_min": float(block.s0[0]), "F_at_minus_1": float(F[0]),
+                "F_at_plus_1": float(F[-1]), "F_scale": float(np.max(np.abs(F))), "solutions": solutions,
+                "entries_in_eps_layer": layer}
 
     def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """∂Ẇ_j/∂g_j of the field −S_j ⊙ g_j per layer as (d, u, w): ``diag(d) + u wᵀ`` (docs/math.md §8.2).

@@ -196,11 +196,15 @@ KINK_NOTE = ("no sliding rule is validated for the Adam-type flows at a null blo
              "spectral penalty\")")
 
 
+EDGE_NOTE = ("the moment-averaged rule does not fix the velocity there (docs/math.md, \"Adam-type flows at "
+             "the kink of a spectral penalty\", \"Still stopping\")")
+
+
 def _with_kink_report(flow: ArrivalFlow, kink_events: list, res: IntegrationResult) -> IntegrationResult:
     """Record the visits to the kink of a nuclear-type penalty (``extra["kink"]``: the rule's counts, the
-    saved times at which W had a zero singular value, and the first time at which a second singular value
-    reached the kink — ``kink_events[0]``, the driver's recorded event — where no rule is validated); say so
-    in the message."""
+    saved times at which W had a zero singular value, the first time at which a second singular value
+    reached the kink — ``kink_events[0]``, the driver's recorded event — where no rule is validated, and,
+    for a run that stopped, what the rule saw there, ``at_stop``); say so in the message."""
     stats = getattr(flow, "kink_stats", None)
     null_rank = getattr(flow, "null_rank", None)
     if stats is None or null_rank is None or not kink_events:
@@ -218,4 +222,13 @@ def _with_kink_report(flow: ArrivalFlow, kink_events: list, res: IntegrationResu
     if larger is not None:
         res.message += f"; a second singular value of W reached the kink at t={larger:.6g}: {KINK_NOTE}"
         res.extra.setdefault("events", []).append({"kind": "kink-null-block-grows", "t": larger})
+    state = getattr(flow, "kink_state", None)
+    if res.status != "ok" and state is not None and res.y_last is not None:
+        at_stop = state(res.y_last)
+        res.extra["kink"]["at_stop"] = at_stop
+        if at_stop is not None and len(at_stop["solutions"]) > 1:
+            mus = ", ".join(f"{m:+.3g}" for m in at_stop["solutions"])
+            res.message += (f"; where it stopped the sliding condition has {len(at_stop['solutions'])} "
+                            f"solutions (μ = {mus}; averaged gradient entries within 1e3·ε of 0 with no "
+                            f"spread: {at_stop['entries_in_eps_layer']}): {EDGE_NOTE}")
     return res

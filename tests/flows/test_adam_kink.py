@@ -197,6 +197,23 @@ def test_rule_derivatives_inside_the_eps_layer(rule):
     assert abs(crude - got[1, 2]) > 0.5 * abs(got[1, 2])  # measured: 1.2e7 against 9.1e7
 
 
+@pytest.mark.parametrize("flow_name, rule", [("adam-sign", sign_rule), ("adam-layer", variance_rule)])
+def test_kink_state_scan_finds_the_root(flow_name, rule):
+    """The report's scan of the sliding condition over μ finds one solution at a generic state on the kink,
+    the root of the rule's own solve (to the scan's spacing), and none of its entries in the ε-layer."""
+    prob, factors = _state_at_kink(2, seed=3)
+    flow = make_flow(flow_name, prob, 2, RATIO, 2.0, "layers")
+    y = flow.initial_state(factors)
+    state = flow.kink_state(y)
+    assert state is not None and state["case"] == "slides"
+    assert len(state["solutions"]) == 1 and abs(state["solutions"][0] - state["mu"]) <= 2.0 / 400
+    assert state["F_at_minus_1"] > 0 > state["F_at_plus_1"] and state["entries_in_eps_layer"] == 0
+    away = make_flow(flow_name, prob, 2, RATIO, 2.0, "layers")
+    far = [f.copy() for f in factors]
+    far[0] = far[0] + 0.3 * np.eye(*far[0].shape)
+    assert away.kink_state(away.initial_state(far)) is None
+
+
 def test_kink_margin_and_null_block_edges():
     W = np.diag([2.0, 1.0, 0.0])
     assert kink_margin(W) == pytest.approx(1.0 - NULL_TOL * 2.0)
