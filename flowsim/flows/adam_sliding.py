@@ -154,7 +154,8 @@ def sign_rule_derivative(mean: np.ndarray, second: np.ndarray, eps: float, d_mea
                          d_second: np.ndarray) -> np.ndarray:
     """The directional derivative of :func:`sign_rule` along (d_mean, d_second), exactly (the field turns
     over on the scale ε where E[g] and its spread vanish, which no difference quotient of the state resolves):
-    d(−m/(√s + ε)) = −dm/(√s + ε) + m·ds/(2√s(√s + ε)²), the second term 0 where s = 0 (then m = 0)."""
+    with m = E[g] and v = E[g⊙g], d(−m/(√v + ε)) = −dm/(√v + ε) + m·dv/(2√v(√v + ε)²), the second term 0
+    where v = 0 (then m = 0)."""
     root = np.sqrt(second)
     safe = np.where(root > 0, root, 1.0)
     return -d_mean / (root + eps) + np.where(root > 0, mean * d_second / (2 * safe * (root + eps) ** 2), 0.0)
@@ -162,9 +163,10 @@ def sign_rule_derivative(mean: np.ndarray, second: np.ndarray, eps: float, d_mea
 
 def variance_rule_derivative(mean: np.ndarray, second: np.ndarray, eps: float, d_mean: np.ndarray,
                              d_second: np.ndarray) -> np.ndarray:
-    """The directional derivative of :func:`variance_rule`: with D = s + s² + ε² (s² the layer's variance
-    term, clipped at 0 as there), d(−m·D^{−1/2}) = −dm·D^{−1/2} + ½m·D^{−3/2}·dD,
-    dD = ds + mean(ds) − 2·mean(m)·mean(dm) (without the last two terms where the clip is active)."""
+    """The directional derivative of :func:`variance_rule`: with m = E[g], v = E[g⊙g] and D = v + s² + ε²
+    (s² = mean(v) − mean(m)², the layer's variance term, clipped at 0 as there),
+    d(−m·D^{−1/2}) = −dm·D^{−1/2} + ½m·D^{−3/2}·dD, dD = dv + mean(dv) − 2·mean(m)·mean(dm) (without the last
+    two terms where the clip is active)."""
     s2 = float(np.mean(second) - np.mean(mean) ** 2)
     D = second + max(s2, 0.0) + eps * eps
     dD = d_second + ((float(np.mean(d_second)) - 2 * float(np.mean(mean)) * float(np.mean(d_mean)))
