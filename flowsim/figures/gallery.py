@@ -61,7 +61,7 @@ class Setting:
     adam_lr: float = 0.01
     n_save_budgeted: int = 80
     step_budget: int = 400000  # Adam runs, depth ≥ 2: paper N = 3 without penalty needs 20 316 steps,
-    # N = 2 more than 150 000 (its arrival at ℓ = 0 is slower)
+    # N = 2 153 206 (its arrival at ℓ = 0 is slower)
     budget_rtol: float = 1e-5
     razin_t_end: float = 1e7
     razin_n_save: int = 300
