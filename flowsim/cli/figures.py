@@ -5,7 +5,7 @@ a checkout, never the installed package's folder.
 
 Each figure is drawn from run directories cached under ``--data`` (default ``runs/figures``); missing runs
 are computed first (in ``--workers`` processes), so a second call only re-plots. ``--only NAME`` (repeatable;
-a name or a number) builds some figures; ``--preview`` uses a small problem (seconds). Exit codes: 0 every
+a name or a number) builds some figures; ``--preview`` uses a small problem (minutes). Exit codes: 0 every
 figure written, 2 bad input, 3 a run or a figure failed (the others are still written), 130 Ctrl-C (the runs
 finished so far stay cached).
 """
@@ -40,7 +40,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="where the run directories behind the figures are cached")
     p.add_argument("--workers", type=positive_int, default=2, help="processes computing the missing runs")
     p.add_argument("--preview", action="store_true",
-                   help="a small problem instead of the papers' setting (seconds; a quick look, tests)")
+                   help="a small problem instead of the papers' setting (minutes; a quick look, tests)")
     p.add_argument("--quiet", action="store_true", help="print only the written files")
     return p
 

@@ -4,7 +4,7 @@
 Every figure is a :class:`Figure`: ``jobs(setting)`` lists the runs it needs, ``draw(dirs, setting, out,
 pdf)`` plots them. :data:`FIGURES` lists them in gallery order; :data:`PAPER` is the papers' setting
 (docs/math.md §2, §13) and :data:`PREVIEW` a small problem that builds every figure in
-seconds (tests, a quick look).
+minutes rather than hours (tests, a quick look; its Adam runs at depth ≥ 2 take 10–300 s each).
 
 Horizons and integration budgets (why the runs look as they do):
 
