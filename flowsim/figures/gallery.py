@@ -88,20 +88,28 @@ def _lam_tag(lam: float) -> str:
     return "0" if lam == 0 else f"{lam:.0e}".replace("e-0", "e-")
 
 
+#: Adam's β in the gallery's Adam ODE and discrete Adam runs (torch.optim's defaults, as in the papers)
+ADAM_BETAS = {"beta1": 0.9, "beta2": 0.999}
+
+
+def _run_spec(s: Setting, kind: str, depth: int, lam: float) -> dict[str, Any]:
+    """What every run of the gallery shares: the setting's problem and init, the depth and the ratio penalty
+    at ``lam`` (none when 0)."""
+    return {"kind": kind, "setting": s.name, "problem": s.problem, "depth": int(depth),
+            "penalty": "ratio" if lam > 0 else "none", "lam": float(lam), "init": "balanced-gaussian",
+            "init_scale": s.init_scale, "init_seed": 0}
+
+
 def sim_job(s: Setting, flow: str, depth: int, lam: float) -> Job:
     """A simulate run of ``flow`` at ``depth`` with the ratio penalty at ``lam`` (none when 0)."""
-    spec: dict[str, Any] = {
-        "kind": "simulate", "setting": s.name, "problem": s.problem, "flow": flow, "depth": int(depth),
-        "penalty": "ratio" if lam > 0 else "none", "lam": float(lam), "init": "balanced-gaussian",
-        "init_scale": s.init_scale, "init_seed": 0,
-    }
+    spec = {**_run_spec(s, "simulate", depth, lam), "flow": flow}
     budgeted = flow not in ("gf", "adam-ode")  # gf at depth 1 with the ratio penalty is the Filippov flow
     if flow == "gf":
         spec.update(model="end-product", t_end=s.gf_t_end)
     else:
         spec.update(model="layers", t_end=s.depth1_adam_t_end if depth == 1 else s.adam_t_end)
     if flow == "adam-ode":  # the BB21 model of discrete Adam at the paper's η, from t0 = η; no budget
-        spec.update(options={"lr": s.adam_lr, "beta1": 0.9, "beta2": 0.999}, n_save=s.n_save_budgeted,
+        spec.update(options={"lr": s.adam_lr, **ADAM_BETAS}, n_save=s.n_save_budgeted,
                     method="RK45", rtol=s.budget_rtol, atol=s.budget_rtol * 1e-2, max_steps=None)
     elif budgeted:
         spec.update(n_save=s.n_save_budgeted, t_min=spec["t_end"] * 1e-5, method="RK45", rtol=s.budget_rtol,
@@ -116,13 +124,9 @@ def adam_train_job(s: Setting, depth: int, lam: float) -> Job:
     """Discrete Adam at the paper's η (β = (0.9, 0.999), ε = 1e-8) with the ratio penalty at ``lam`` (none
     when 0), from the same init as :func:`sim_job` and for the same flow time as the depth-1 Adam ODE run: the
     reference the ``adam-ode`` row is drawn against."""
-    spec: dict[str, Any] = {
-        "kind": "train", "setting": s.name, "problem": s.problem, "optimizer": "adam", "lr": s.adam_lr,
-        "iters": int(round(s.depth1_adam_t_end / s.adam_lr)), "depth": int(depth),
-        "penalty": "ratio" if lam > 0 else "none", "lam": float(lam), "init": "balanced-gaussian",
-        "init_scale": s.init_scale, "init_seed": 0, "hyper": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-        "n_record": s.n_save_budgeted,
-    }
+    spec = {**_run_spec(s, "train", depth, lam), "optimizer": "adam", "lr": s.adam_lr,
+            "iters": int(round(s.depth1_adam_t_end / s.adam_lr)), "hyper": {**ADAM_BETAS, "eps": 1e-8},
+            "n_record": s.n_save_budgeted}
     return Job(f"adam_N{depth}_lam{_lam_tag(lam)}_{s.name}", spec)
 
 

@@ -77,11 +77,18 @@ def _problem(p: dict[str, Any]):
                              int(p.get("seed", 0)), p.get("reduction", "mean"), float(p.get("scale", 1.0)))
 
 
+def _factors(spec: dict[str, Any], shape: tuple[int, int]) -> list:
+    """A job's initial layer factors: ``init`` at ``init_scale``, ``depth`` layers, seed ``init_seed``."""
+    from flowsim.initializations import init_factors
+
+    return init_factors(spec["init"], shape, int(spec["depth"]), float(spec["init_scale"]),
+                        int(spec.get("init_seed", 0)))
+
+
 def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """A ``flowsim simulate`` run directory (docs/contract.md §2) from the spec's
     problem, flow, penalty and init."""
     from flowsim.flows import make_flow
-    from flowsim.initializations import init_factors
     from flowsim.penalties import make_penalty
     from flowsim.simulate import simulate
     from flowsim.trajectory import write_run
@@ -90,8 +97,7 @@ def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     problem = _problem(spec["problem"])
     flow = make_flow(spec["flow"], problem, int(spec["depth"]), make_penalty(spec["penalty"]),
                      float(spec["lam"]), spec.get("model", "end-product"), **spec.get("options", {}))
-    factors = init_factors(spec["init"], problem.shape, int(spec["depth"]), float(spec["init_scale"]),
-                           int(spec.get("init_seed", 0)))
+    factors = _factors(spec, problem.shape)
     traj = simulate(flow, factors, float(spec["t_end"]), n_save=int(spec["n_save"]), t_min=spec.get("t_min"),
                     method=spec.get("method", "DOP853"), rtol=float(spec.get("rtol", 1e-7)),
                     atol=float(spec.get("atol", 1e-10)), max_steps=spec.get("max_steps"), progress=False)
@@ -105,15 +111,13 @@ def compute_simulate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 def compute_train(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """A ``flowsim train`` run directory (docs/contract.md §2): the discrete optimizer on the spec's
     problem, penalty and init, recorded at ``n_record`` log-spaced iterations (t = kη), on the CPU."""
-    from flowsim.initializations import init_factors
     from flowsim.penalties import make_penalty
     from flowsim.trajectory import write_run
     from flowsim.validation.train import train
 
     start = time.perf_counter()
     problem = _problem(spec["problem"])
-    factors = init_factors(spec["init"], problem.shape, int(spec["depth"]), float(spec["init_scale"]),
-                           int(spec.get("init_seed", 0)))
+    factors = _factors(spec, problem.shape)
     traj = train(problem, factors, optimizer=spec["optimizer"], lr=float(spec["lr"]),
                  iters=int(spec["iters"]), penalty=make_penalty(spec["penalty"]), lam=float(spec["lam"]),
                  hyper=spec.get("hyper"), n_record=int(spec["n_record"]), device="cpu", progress=False)
@@ -147,13 +151,11 @@ def compute_razin(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 def compute_validate(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """``validation.json`` (docs/contract.md §3) of a discrete optimizer against a flow over
     step sizes (docs/math.md §11)."""
-    from flowsim.initializations import init_factors
     from flowsim.io import atomic_write_json
     from flowsim.validation.validate import validate
 
     problem = _problem(spec["problem"])
-    factors = init_factors(spec["init"], problem.shape, int(spec["depth"]), float(spec["init_scale"]),
-                           int(spec.get("init_seed", 0)))
+    factors = _factors(spec, problem.shape)
     res = validate(problem, factors, optimizer=spec["optimizer"], against=spec["against"], lrs=spec["lrs"],
                    t_end=float(spec["t_end"]), n_record=int(spec["n_record"]),
                    beta_scaling=spec.get("beta_scaling", "fixed"), device="cpu")

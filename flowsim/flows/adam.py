@@ -36,12 +36,13 @@ from .adam_sliding import (
     NullBlock,
     SlidingPieces,
     averaged_moments,
+    condition_scan,
     kink_margin,
     kink_supported,
     moments_derivative,
     moments_mu_derivative,
     null_block,
-    null_velocity,
+    null_component,
     sign_rule,
     sliding_control,
     sliding_pieces,
@@ -144,32 +145,32 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         block = null_block(self.end_product(y), self.penalty, self.lam)
         return 0 if block is None else int(min(block.shape))
 
-    def kink_state(self, y: np.ndarray) -> dict[str, Any] | None:
-        """What the sliding rule sees at y (None away from a 1×1 null block), for the driver's report where
-        a run stops at the kink (``docs/math.md``, "Adam-type flows at the kink", "Still stopping"): its case
-        and mean sign μ; the sliding condition F(μ) = u₀ᵀẆ(μ)v₀ − target at μ = ±1 and its scale max|F| over
-        ``KINK_SCAN`` points; ``solutions``, every μ consistent with it (the interior sign changes of F, −1
-        where F(−1) ≤ 1e-6·max|F|: crossing, +1 where F(+1) ≥ −1e-6·max|F|: leaving), more than one where the
-        rule does not fix the velocity; and how many averaged entries of g lie in the ε-layer of the field
-        (|E[g]| ≤ 1e3·ε) with a spread below ε²."""
+    def _at_kink(self, y: np.ndarray) -> tuple[list[np.ndarray], NullBlock, SlidingPieces] | None:
+        """(layer factors, null block, sliding pieces) at y where W has a 1×1 null block at the kink; None
+        elsewhere."""
         factors = self.layer_factors(y)
         W = end_product(factors)
         block = null_block(W, self.penalty, self.lam)
         if block is None or not kink_supported(block):
             return None
-        pieces = sliding_pieces(factors, self.problem.grad(W), self.penalty, self.lam, block)
+        return factors, block, sliding_pieces(factors, self.problem.grad(W), self.penalty, self.lam, block)
+
+    def kink_state(self, y: np.ndarray) -> dict[str, Any] | None:
+        """What the sliding rule sees at y (None away from a 1×1 null block), for the driver's report where
+        a run stops at the kink (``docs/math.md``, "Adam-type flows at the kink", "Still stopping"): its case
+        and mean sign μ; the scan of the sliding condition over ``KINK_SCAN`` values of μ
+        (:func:`~flowsim.flows.adam_sliding.condition_scan`: F(±1), its scale, every consistent μ — more
+        than one where the rule does not fix the velocity); and how many averaged entries of g lie in the
+        ε-layer of the field (|E[g]| ≤ 1e3·ε) with a spread below ε²."""
+        at = self._at_kink(y)
+        if at is None:
+            return None
+        _, block, pieces = at
         mu, what = sliding_control(pieces, self.kink_rule, self.eps)
-        grid = np.linspace(-1.0, 1.0, KINK_SCAN)
-        F = np.array([null_velocity(pieces, m, self.kink_rule, self.eps) - pieces.target for m in grid])
-        tol = 1e-6 * float(np.max(np.abs(F)))
-        inner = np.nonzero(np.sign(F[1:-2]) != np.sign(F[2:-1]))[0] + 1
-        solutions = ([-1.0] if F[0] <= tol else []) + [float(0.5 * (grid[i] + grid[i + 1])) for i in inner]
-        solutions += [1.0] if F[-1] >= -tol else []
         layer = sum(int(np.count_nonzero((np.abs(m) <= 1e3 * self.eps) & (s - m * m <= self.eps**2)))
                     for m, s in averaged_moments(pieces, mu))
-        return {"case": what, "mu": mu, "sigma_min": float(block.s0[0]), "F_at_minus_1": float(F[0]),
-                "F_at_plus_1": float(F[-1]), "F_scale": float(np.max(np.abs(F))), "solutions": solutions,
-                "entries_in_eps_layer": layer}
+        return {"case": what, "mu": mu, "sigma_min": float(block.s0[0]),
+                **condition_scan(pieces, self.kink_rule, self.eps, KINK_SCAN), "entries_in_eps_layer": layer}
 
     def field_derivative(self, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """∂Ẇ_j/∂g_j of the field −S_j ⊙ g_j per layer as (d, u, w): ``diag(d) + u wᵀ`` (docs/math.md §8.2).
@@ -211,21 +212,12 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         the product rule (``moments_derivative``), the rule's derivative in the moments
         (``RULE_DERIVATIVE``) — the field turns over on the scale ε where an averaged entry of g and its
         spread vanish, far below any difference step — and ∂/∂μ (``moments_mu_derivative``)."""
-        factors = self.layer_factors(y)
-        W = end_product(factors)
-        block = null_block(W, self.penalty, self.lam)
-        if block is None or not kink_supported(block):
+        at = self._at_kink(y)
+        if at is None:
             return None
+        factors, block, pieces = at
         rank, rule, eps = int(block.s_r.size), self.kink_rule, self.eps
         rule_derivative = RULE_DERIVATIVE[rule]
-
-        def pieces_at(Fs: list[np.ndarray], Wx: np.ndarray, bx: NullBlock):
-            return sliding_pieces(Fs, self.problem.grad(Wx), self.penalty, self.lam, bx)
-
-        def null_part(p: SlidingPieces, fields: Sequence[np.ndarray]) -> float:
-            return float(sum(a @ f @ b for a, f, b in zip(p.A, fields, p.B)))  # Σ_j a_jᵀ f_j b_j
-
-        pieces = pieces_at(factors, W, block)
         mu, what = sliding_control(pieces, rule, eps)
         moments = averaged_moments(pieces, mu)
         f0 = sliding_velocity(pieces, mu, rule, eps)
@@ -237,7 +229,7 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
         P = self.packer.size
         f_y = np.zeros((P, P))
         F_y = np.zeros(P)
-        base = null_part(pieces, f0)
+        base = null_component(pieces, f0)
         for i in range(P):
             h = KINK_FD_STEP * max(1.0, abs(float(y[i])))
             yi = np.array(y, dtype=float)
@@ -246,7 +238,7 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             Wi = end_product(Fi)
             bi = null_block(Wi, self.penalty, self.lam, rank=rank)
             assert bi is not None
-            pi = pieces_at(Fi, Wi, bi)
+            pi = sliding_pieces(Fi, self.problem.grad(Wi), self.penalty, self.lam, bi)
             # at σ_min ≈ 0 the SVD may flip u₀ or v₀ alone: bring a_j, b_j to the frame at y, and the drift
             # target −DRIFT_RATE·u₀ᵀWv₀ is linear in the signed null block of that frame
             su = float(np.sign(bi.U0[:, 0] @ block.U0[:, 0]))
@@ -260,11 +252,11 @@ class AdamLayerFlow(LayerStateFlow, ArrivalFlow):
             column = derivative(moments_derivative(pieces, dp, mu))
             f_y[:, i] = np.concatenate([c.ravel() for c in column])
             # product rule for F = Σ_j a_jᵀ f_j b_j − target: the null vectors move at fixed f, f moves
-            F_y[i] = ((null_part(pi, f0) - base) / h + null_part(pieces, column)
+            F_y[i] = ((null_component(pi, f0) - base) / h + null_component(pieces, column)
                       - (target - pieces.target) / h)
         if what == "slides":
             f_mu = derivative(moments_mu_derivative(pieces, mu))
-            F_mu = null_part(pieces, f_mu)
+            F_mu = null_component(pieces, f_mu)
             f_y -= np.outer(np.concatenate([c.ravel() for c in f_mu]), F_y / F_mu)
         J = np.zeros((y.size, y.size))
         J[:P, :P] = f_y

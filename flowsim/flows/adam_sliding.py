@@ -217,9 +217,21 @@ def sliding_velocity(p: SlidingPieces, mu: float, rule: Rule, eps: float) -> lis
     return [rule(mean, second, eps) for mean, second in averaged_moments(p, mu)]
 
 
+def null_component(p: SlidingPieces, fields: Sequence[np.ndarray]) -> float:
+    """u₀ᵀ(Σ_j W_{N:j+1} X_j W_{j−1:1})v₀ = Σ_j a_jᵀX_j b_j: the null-block entry of the end-product change
+    that the layer changes X_j make."""
+    return float(sum(a @ x @ b for a, x, b in zip(p.A, fields, p.B)))
+
+
 def null_velocity(p: SlidingPieces, mu: float, rule: Rule, eps: float) -> float:
     """u₀ᵀẆv₀ = Σ_j a_jᵀẆ_j b_j at the mean sign μ: the rate of change of the null block."""
-    return float(sum(a @ v @ b for a, v, b in zip(p.A, sliding_velocity(p, mu, rule, eps), p.B)))
+    return null_component(p, sliding_velocity(p, mu, rule, eps))
+
+
+def sliding_condition(p: SlidingPieces, mu: float, rule: Rule, eps: float) -> float:
+    """F(μ) = u₀ᵀẆ(μ)v₀ − target (target = −DRIFT_RATE·σ_min ≈ 0, the drift correction): 0 where μ keeps
+    the null block sliding."""
+    return null_velocity(p, mu, rule, eps) - p.target
 
 
 def sliding_control(p: SlidingPieces, rule: Rule, eps: float) -> tuple[float, str]:
@@ -232,7 +244,7 @@ def sliding_control(p: SlidingPieces, rule: Rule, eps: float) -> tuple[float, st
     * ``"crosses"``: F(−1) ≤ 0 and F(+1) < 0, the null block passes through 0 to the other side (μ = −1).
     """
     def F(mu: float) -> float:
-        return null_velocity(p, mu, rule, eps) - p.target
+        return sliding_condition(p, mu, rule, eps)
 
     f_plus = F(1.0)
     if f_plus >= 0:
@@ -241,3 +253,19 @@ def sliding_control(p: SlidingPieces, rule: Rule, eps: float) -> tuple[float, st
         return -1.0, "crosses"
     mu = brentq(F, -1.0, 1.0, xtol=CONTROL_XTOL, rtol=4 * np.finfo(float).eps)
     return float(mu), "slides"
+
+
+def condition_scan(p: SlidingPieces, rule: Rule, eps: float, points: int) -> dict[str, object]:
+    """F(μ) (:func:`sliding_condition`) at ``points`` equally spaced μ ∈ [−1, 1]: F(±1), the scale max|F|,
+    and ``solutions``, every μ consistent with the condition — the interior sign changes of F (midpoints of
+    their intervals), −1 where F(−1) ≤ 1e-6·max|F| (crossing), +1 where F(+1) ≥ −1e-6·max|F| (leaving).
+    More than one where the rule does not fix the velocity (``docs/math.md``, "Still stopping")."""
+    grid = np.linspace(-1.0, 1.0, points)
+    F = np.array([sliding_condition(p, m, rule, eps) for m in grid])
+    scale = float(np.max(np.abs(F)))
+    inner = np.nonzero(np.sign(F[1:-2]) != np.sign(F[2:-1]))[0] + 1
+    solutions = [-1.0] if F[0] <= 1e-6 * scale else []
+    solutions += [float(0.5 * (grid[i] + grid[i + 1])) for i in inner]
+    solutions += [1.0] if F[-1] >= -1e-6 * scale else []
+    return {"F_at_minus_1": float(F[0]), "F_at_plus_1": float(F[-1]), "F_scale": scale,
+            "solutions": solutions}
