@@ -214,6 +214,29 @@ def test_kink_state_scan_finds_the_root(flow_name, rule):
     assert away.kink_state(away.initial_state(far)) is None
 
 
+def test_a_run_that_stops_at_the_kink_records_what_the_rule_saw():
+    """The driver's report of a run that stopped at the kink carries ``at_stop`` — the flow's own account of
+    the state, scan included — and a finished run does not; with a single solution the message adds no
+    claim of several."""
+    from flowsim.integrator.arrival import _with_kink_report
+    from flowsim.integrator.result import IntegrationResult
+
+    prob, factors = _state_at_kink(2, seed=3)
+    flow = make_flow("adam-sign", prob, 2, RATIO, 2.0, "layers")
+    y = flow.initial_state(factors)
+
+    def result(status: str) -> IntegrationResult:
+        return IntegrationResult(t=np.array([0.0]), y=y[None, :], status=status, message="m", t_last=0.0,
+                                 nfev=0, njev=0, nlu=0, nsteps=0, method="Radau", rtol=1e-7, atol=1e-10,
+                                 wall_time_s=0.0, y_last=y)
+
+    stopped = _with_kink_report(flow, flow.kink_events(), result("failed"))
+    assert stopped.extra["kink"]["at_stop"] == flow.kink_state(y)
+    assert len(stopped.extra["kink"]["at_stop"]["solutions"]) == 1 and "solutions" not in stopped.message
+    finished = _with_kink_report(flow, flow.kink_events(), result("ok"))
+    assert "at_stop" not in finished.extra["kink"]
+
+
 def test_kink_margin_and_null_block_edges():
     W = np.diag([2.0, 1.0, 0.0])
     assert kink_margin(W) == pytest.approx(1.0 - NULL_TOL * 2.0)
